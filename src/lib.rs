@@ -1,0 +1,30 @@
+//! libaio-rs: a memory-safe, ABI-exact replacement for Linux's libaio.
+//!
+//! Module map (one concern each; only `ffi` and `compat` export symbols):
+//!
+//! * [`abi`]: the `repr(C)` types of `libaio.h`, with layout asserts;
+//! * [`sys`]: raw system calls (negative errno, `errno` untouched);
+//! * [`context`]: which contexts this process created (and may read);
+//! * [`ring`]: the kernel's mapped completion ring;
+//! * [`setup`], [`submit`], [`reap`], [`queue`]: the library's semantics;
+//! * [`prep`]: the `io_prep_*` helpers;
+//! * [`compat`]: symbol versions and the `LIBAIO_0.1` entry points;
+//! * [`ffi`]: the exported functions, thin shims over the above.
+#![deny(unsafe_op_in_unsafe_fn)]
+#![deny(clippy::undocumented_unsafe_blocks)]
+#![warn(missing_docs)]
+
+#[allow(missing_docs)]
+pub mod abi;
+pub mod compat;
+pub mod context;
+#[allow(missing_docs)]
+pub mod ffi;
+pub mod prep;
+pub mod queue;
+pub mod reap;
+pub mod ring;
+pub mod setup;
+pub mod submit;
+#[allow(missing_docs)]
+pub mod sys;

@@ -1,0 +1,293 @@
+//! Raw Linux system calls.
+//!
+//! libaio's contract is "return `-errno`, leave `errno` alone".  On x86_64 and
+//! aarch64 we issue the `syscall`/`svc` instruction directly, which never
+//! touches `errno` and costs nothing beyond the kernel entry.  Elsewhere we go
+//! through `libc::syscall` and restore `errno` afterwards, as libaio does.
+//!
+//! These functions pass raw addresses to the kernel and never dereference them
+//! in user space: the kernel validates them and answers `-EFAULT` where they
+//! are bad, so they are safe to call with any argument values.
+
+use core::ffi::c_long;
+
+#[cfg(target_arch = "x86_64")]
+mod nr {
+    pub const IO_SETUP: i64 = 206;
+    pub const IO_DESTROY: i64 = 207;
+    pub const IO_GETEVENTS: i64 = 208;
+    pub const IO_SUBMIT: i64 = 209;
+    pub const IO_CANCEL: i64 = 210;
+    pub const IO_PGETEVENTS: i64 = 333;
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+mod nr {
+    pub const IO_SETUP: i64 = libc::SYS_io_setup as i64;
+    pub const IO_DESTROY: i64 = libc::SYS_io_destroy as i64;
+    pub const IO_GETEVENTS: i64 = libc::SYS_io_getevents as i64;
+    pub const IO_SUBMIT: i64 = libc::SYS_io_submit as i64;
+    pub const IO_CANCEL: i64 = libc::SYS_io_cancel as i64;
+    pub const IO_PGETEVENTS: i64 = libc::SYS_io_pgetevents as i64;
+}
+
+/// Issue system call `n` with up to six integer arguments; returns the raw
+/// kernel result (`-errno` on failure).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn raw6(n: i64, a: usize, b: usize, c: usize, d: usize, e: usize, f: usize) -> c_long {
+    let ret: i64;
+    // SAFETY: the `syscall` instruction only transfers control to the kernel;
+    // the arguments are plain integers (any pointers among them are checked by
+    // the kernel, never by us), and rcx/r11 are declared clobbered as the ABI
+    // requires.  No Rust memory is borrowed across the call.
+    unsafe {
+        core::arch::asm!(
+            "syscall",
+            inlateout("rax") n => ret,
+            in("rdi") a, in("rsi") b, in("rdx") c, in("r10") d, in("r8") e, in("r9") f,
+            lateout("rcx") _, lateout("r11") _,
+            options(nostack),
+        );
+    }
+    ret as c_long
+}
+
+#[cfg(target_arch = "aarch64")]
+#[inline(always)]
+fn raw6(n: i64, a: usize, b: usize, c: usize, d: usize, e: usize, f: usize) -> c_long {
+    let ret: i64;
+    // SAFETY: `svc 0` enters the kernel with the number in x8 and arguments in
+    // x0-x5; the kernel validates any addresses.  x0 carries the result.
+    unsafe {
+        core::arch::asm!(
+            "svc 0",
+            in("x8") n,
+            inlateout("x0") a => ret,
+            in("x1") b, in("x2") c, in("x3") d, in("x4") e, in("x5") f,
+            options(nostack),
+        );
+    }
+    ret as c_long
+}
+
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+#[inline(always)]
+fn raw6(n: i64, a: usize, b: usize, c: usize, d: usize, e: usize, f: usize) -> c_long {
+    // SAFETY: libc's `syscall` passes integers to the kernel; `errno` is read
+    // and restored through libc's own thread-local accessor.
+    unsafe {
+        let errp = libc::__errno_location();
+        let saved = *errp;
+        let r = libc::syscall(n as c_long, a, b, c, d, e, f);
+        if r < 0 {
+            let e = *errp;
+            *errp = saved;
+            -(e as c_long)
+        } else {
+            r
+        }
+    }
+}
+
+/// Syscall results are `long`; libaio's API returns `int`.  The kernel never
+/// returns a value outside `int` for these calls (counts are bounded by `nr`,
+/// which the kernel clamps to the ring size).
+#[inline(always)]
+pub fn to_int(r: c_long) -> i32 {
+    r as i32
+}
+
+/// `io_setup(nr_events, ctxp)`: `nr_events` is `unsigned` in the kernel;
+/// libaio passes the `int` sign-extended, and so do we.
+pub fn io_setup(nr_events: i32, ctxp: usize) -> c_long {
+    raw6(nr::IO_SETUP, nr_events as c_long as usize, ctxp, 0, 0, 0, 0)
+}
+
+pub fn io_destroy(ctx: usize) -> c_long {
+    raw6(nr::IO_DESTROY, ctx, 0, 0, 0, 0, 0)
+}
+
+#[inline(always)]
+pub fn io_submit(ctx: usize, nr: c_long, iocbpp: usize) -> c_long {
+    raw6(nr::IO_SUBMIT, ctx, nr as usize, iocbpp, 0, 0, 0)
+}
+
+pub fn io_cancel(ctx: usize, iocb: usize, result: usize) -> c_long {
+    raw6(nr::IO_CANCEL, ctx, iocb, result, 0, 0, 0)
+}
+
+#[inline(always)]
+pub fn io_getevents(
+    ctx: usize,
+    min_nr: c_long,
+    nr: c_long,
+    events: usize,
+    timeout: usize,
+) -> c_long {
+    raw6(
+        nr::IO_GETEVENTS,
+        ctx,
+        min_nr as usize,
+        nr as usize,
+        events,
+        timeout,
+        0,
+    )
+}
+
+pub fn io_pgetevents(
+    ctx: usize,
+    min_nr: c_long,
+    nr: c_long,
+    events: usize,
+    timeout: usize,
+    usig: usize,
+) -> c_long {
+    raw6(
+        nr::IO_PGETEVENTS,
+        ctx,
+        min_nr as usize,
+        nr as usize,
+        events,
+        timeout,
+        usig,
+    )
+}
+
+/// `process_vm_readv`/`process_vm_writev` on our own process: the one way to
+/// copy to or from caller memory that the kernel validates (`-EFAULT` instead
+/// of a crash).  Used only off the hot path.
+fn process_vm(write: bool, local: *mut u8, remote: usize, len: usize) -> c_long {
+    let liov = libc::iovec {
+        iov_base: local.cast(),
+        iov_len: len,
+    };
+    let riov = libc::iovec {
+        iov_base: remote as *mut _,
+        iov_len: len,
+    };
+    let n = if write {
+        libc::SYS_process_vm_writev
+    } else {
+        libc::SYS_process_vm_readv
+    };
+    // getpid() is cheap enough off the hot path; pid 0 is not accepted here.
+    // SAFETY: getpid has no preconditions.
+    let pid = unsafe { libc::getpid() };
+    raw6(
+        n as i64,
+        pid as usize,
+        &liov as *const _ as usize,
+        1,
+        &riov as *const _ as usize,
+        1,
+        0,
+    )
+}
+
+/// Copy `dst.len()` bytes from caller address `src` into `dst`, with the
+/// kernel checking `src`.  Returns 0 or `-EFAULT` (or another `-errno` where
+/// the kernel forbids the call, e.g. a seccomp filter).
+pub fn copy_from_user(dst: &mut [u8], src: usize) -> c_long {
+    if dst.is_empty() {
+        return 0;
+    }
+    let r = process_vm(false, dst.as_mut_ptr(), src, dst.len());
+    if r == dst.len() as c_long {
+        0
+    } else if r >= 0 {
+        -(libc::EFAULT as c_long)
+    } else {
+        r
+    }
+}
+
+/// Copy `src` to caller address `dst`, with the kernel checking `dst`.
+pub fn copy_to_user(dst: usize, src: &[u8]) -> c_long {
+    if src.is_empty() {
+        return 0;
+    }
+    let r = process_vm(true, src.as_ptr() as *mut u8, dst, src.len());
+    if r == src.len() as c_long {
+        0
+    } else if r >= 0 {
+        -(libc::EFAULT as c_long)
+    } else {
+        r
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_come_back_negative_and_errno_is_untouched() {
+        // SAFETY: writing our own thread's errno.
+        unsafe { *libc::__errno_location() = 1234 };
+        assert_eq!(io_destroy(0), -(libc::EINVAL as c_long));
+        assert_eq!(io_submit(usize::MAX, 1, 0), -(libc::EINVAL as c_long));
+        // SAFETY: reading our own thread's errno.
+        assert_eq!(unsafe { *libc::__errno_location() }, 1234);
+    }
+
+    #[test]
+    fn user_copies_are_checked_by_the_kernel() {
+        let src = [7u8; 16];
+        let mut dst = [0u8; 16];
+        assert_eq!(copy_from_user(&mut dst, src.as_ptr() as usize), 0);
+        assert_eq!(dst, src);
+        assert_eq!(copy_from_user(&mut dst, 8), -(libc::EFAULT as c_long));
+        assert_eq!(
+            copy_to_user(usize::MAX - 64, &src),
+            -(libc::EFAULT as c_long)
+        );
+        let mut out = [0u8; 4];
+        assert_eq!(copy_to_user(out.as_mut_ptr() as usize, &[1, 2, 3, 4]), 0);
+        assert_eq!(out, [1, 2, 3, 4]);
+    }
+}
+
+/// Lowest address we accept as user memory without asking the kernel:
+/// Linux never maps below `vm.mmap_min_addr` (64 KiB by default, and 4 KiB
+/// at the very least) for unprivileged programs.
+const USER_MIN: usize = 4096;
+
+/// Highest user-space address + 1 (the kernel's `TASK_SIZE`, with room for
+/// 5-level paging on x86_64 and 52-bit VAs on aarch64).
+#[cfg(target_pointer_width = "64")]
+const USER_END: usize = 1 << 56;
+#[cfg(target_pointer_width = "32")]
+const USER_END: usize = 0xC000_0000;
+
+/// Whether `[addr, addr + len)` can be user memory at all.  This is the
+/// kernel's `access_ok()`, plus "not in the never-mapped first page": it
+/// rejects NULL, small integers and kernel addresses without a system call.
+/// It cannot know whether the range is mapped; callers only dereference
+/// ranges that passed this check where libaio itself dereferences them.
+#[inline(always)]
+pub fn plausible_user_range(addr: usize, len: usize) -> bool {
+    addr >= USER_MIN && addr < USER_END && len <= USER_END - addr
+}
+
+/// Store `val` at caller address `dst`, with the kernel checking `dst`
+/// (`-EFAULT` rather than a crash).  Where the kernel refuses
+/// `process_vm_writev` itself (a seccomp filter), fall back to a plain store
+/// if `dst` can be user memory, which is what libaio does unconditionally.
+pub fn write_user<T: Copy>(dst: *mut T, val: T) -> Result<(), i32> {
+    let size = core::mem::size_of::<T>();
+    // SAFETY: viewing a `Copy` value's bytes.
+    let bytes = unsafe { core::slice::from_raw_parts(&val as *const T as *const u8, size) };
+    match copy_to_user(dst as usize, bytes) {
+        0 => Ok(()),
+        r if r == -(libc::EFAULT as c_long) => Err(-libc::EFAULT),
+        _ if plausible_user_range(dst as usize, size) => {
+            // SAFETY: a user-space address the caller handed us to write a
+            // `T` to; the kernel could not check it for us.
+            unsafe { core::ptr::write_unaligned(dst, val) };
+            Ok(())
+        }
+        _ => Err(-libc::EFAULT),
+    }
+}
