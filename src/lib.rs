@@ -16,6 +16,7 @@
 
 #[allow(missing_docs)]
 pub mod abi;
+pub mod checksum;
 pub mod compat;
 pub mod context;
 #[allow(missing_docs)]
