@@ -145,12 +145,6 @@ pub fn unregister(ctx: usize) {
     }
 }
 
-/// Pretend we are a freshly forked child (tests only).
-#[cfg(test)]
-pub(crate) fn simulate_fork_child() {
-    after_fork_in_child();
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -195,10 +189,22 @@ mod tests {
         let a = 0x6600_0000_0000usize;
         register(a, 1);
         assert!(lookup(a).is_some());
-        simulate_fork_child();
-        assert!(lookup(a).is_none());
-        register(a, 1);
-        assert!(lookup(a).is_some());
+        // SAFETY: the child only does atomic loads/stores on static memory
+        // and then `_exit`s, which is async-signal-safe after fork.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0);
+        if pid == 0 {
+            let unseen = lookup(a).is_none();
+            register(a, 1);
+            let reseen = lookup(a).is_some();
+            // SAFETY: _exit is async-signal-safe.
+            unsafe { libc::_exit(if unseen && reseen { 0 } else { 1 }) };
+        }
+        let mut status = 0;
+        // SAFETY: waiting for our own child.
+        assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+        assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "child saw the parent's context");
+        assert!(lookup(a).is_some(), "the parent keeps its context");
         unregister(a);
     }
 }
