@@ -28,6 +28,7 @@
 //! A process with more than [`CAPACITY`] live contexts still works: the extra
 //! contexts are simply not registered and always take the kernel's path.
 
+use crate::abi::{AioRingHeader, AIO_RING_MAGIC};
 use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::Once;
 
@@ -44,6 +45,107 @@ pub struct Context {
     generation: AtomicU32,
     /// `nr_events` the context was created with (the caller's request).
     pub max_events: AtomicU32,
+
+    // ---- Completion reaping in user space (src/reap.rs, src/ring.rs) ----
+    /// Who may move the ring's `head` right now: see [`ReapState`] below.
+    reap_state: AtomicUsize,
+    /// `ring->nr` (slots in the ring), read once when the context was
+    /// registered; 0 = the ring is not one we read in user space (its header
+    /// was not readable or not understood when registered).
+    ring_nr: AtomicU32,
+    /// `ring->id` when registered: the kernel's index of this context in the
+    /// process's context table, unique among live contexts.  Lets `io_destroy`
+    /// of a ring that was moved with `mremap` forget the old address.
+    ring_id: AtomicU32,
+}
+
+/// The reaper state word of a [`Context`] (`reap_state`).
+///
+/// The kernel moves `ring->head` under its own `ring_lock` while a thread is
+/// inside `io_getevents(2)`; a user-space reaper moves it with no kernel lock
+/// at all.  The two must never run at the same time on one ring, or both
+/// copy the same events (or one overwrites the other's `head`).  So:
+///
+/// * bit 0 ([`USER`](ReapState::USER)): a thread is reaping in user space and
+///   owns `head`.  Taken only by CAS from exactly 0 (no kernel reaper, not
+///   dying, not locked), released with `fetch_and` (`Release`);
+/// * bit 1 ([`DYING`](ReapState::DYING)): `io_destroy` started; no user reaper
+///   may start, since the ring is about to be unmapped.  Cleared only when the
+///   slot is registered again (or `io_destroy` fails for a reason other than
+///   "no such context");
+/// * bits 2.. (units of [`KERNEL`](ReapState::KERNEL)): threads currently
+///   inside an `io_getevents`/`io_pgetevents` system call on this context.
+///   Incremented (CAS, only while bit 0 is clear) before the call and
+///   decremented after it.
+///
+/// The user critical section only copies from the ring and never blocks, so
+/// waiting for bit 0 to clear (spin, then `sched_yield`) is bounded.
+/// Ordering: taking bit 0 or a kernel count is `Acquire` and giving it back is
+/// `Release`, so whoever reaps next sees the `head` the previous reaper
+/// stored, whether it was stored by us or by the kernel during a system call
+/// that returned before the count was decremented.
+pub struct ReapState;
+
+impl ReapState {
+    /// A user-space reaper owns the ring.
+    pub const USER: usize = 1;
+    /// `io_destroy` is under way or done.
+    pub const DYING: usize = 2;
+    /// One thread inside a reaping system call.
+    pub const KERNEL: usize = 4;
+}
+
+/// Spin briefly, then yield the CPU: used only while another thread holds a
+/// short, non-blocking critical section.
+#[inline]
+fn backoff(spins: &mut u32) {
+    if *spins < 64 {
+        core::hint::spin_loop();
+    } else {
+        // SAFETY: sched_yield has no preconditions.
+        unsafe { libc::sched_yield() };
+    }
+    *spins = spins.saturating_add(1);
+}
+
+/// Proof that this thread reaps the ring in user space; dropping it releases
+/// the ring.
+pub struct UserReaper<'a> {
+    ctx: &'a Context,
+}
+
+impl UserReaper<'_> {
+    /// The registered ring address and slot count.
+    pub fn ring(&self) -> (usize, u32) {
+        (
+            self.ctx.ring_addr(),
+            self.ctx.ring_nr.load(Ordering::Relaxed),
+        )
+    }
+}
+
+impl Drop for UserReaper<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        // `fetch_and`, not a store: `io_destroy` may set DYING meanwhile.
+        self.ctx
+            .reap_state
+            .fetch_and(!ReapState::USER, Ordering::Release);
+    }
+}
+
+/// Proof that this thread is counted as being inside a reaping system call.
+pub struct KernelReaper<'a> {
+    ctx: &'a Context,
+}
+
+impl Drop for KernelReaper<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        self.ctx
+            .reap_state
+            .fetch_sub(ReapState::KERNEL, Ordering::Release);
+    }
 }
 
 impl Context {
@@ -52,12 +154,88 @@ impl Context {
             key: AtomicUsize::new(0),
             generation: AtomicU32::new(0),
             max_events: AtomicU32::new(0),
+            reap_state: AtomicUsize::new(0),
+            ring_nr: AtomicU32::new(0),
+            ring_id: AtomicU32::new(0),
         }
     }
 
     /// The ring address this context belongs to.
     pub fn ring_addr(&self) -> usize {
         self.key.load(Ordering::Relaxed)
+    }
+
+    /// Take the ring for a user-space reap of the context whose handle is
+    /// `ctx`, if nobody else reaps it: no user reaper (waits for one to
+    /// finish), no thread in a reaping system call, not being destroyed, and
+    /// a ring we understood at registration.  `None`: use the system call.
+    #[inline]
+    pub fn try_user_reap(&self, ctx: usize) -> Option<UserReaper<'_>> {
+        let mut spins = 0;
+        loop {
+            match self.reap_state.compare_exchange_weak(
+                0,
+                ReapState::USER,
+                Ordering::Acquire,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => break,
+                // Another user reaper: it finishes soon, then we try again.
+                Err(ReapState::USER) => backoff(&mut spins),
+                // A spurious CAS failure on 0.
+                Err(0) => {}
+                // Kernel reapers, or dying: the system call answers.
+                Err(_) => return None,
+            }
+        }
+        let guard = UserReaper { ctx: self };
+        // The slot may have been recycled for another context between the
+        // caller's `lookup` and our CAS; while we hold USER its key can only
+        // change by `unregister` (which leaves the ring mapped until an
+        // `io_destroy` that waits for us), so check it under the lock.
+        (self.key.load(Ordering::Acquire) == ctx && self.ring_nr.load(Ordering::Relaxed) != 0)
+            .then_some(guard)
+    }
+
+    /// Count this thread as inside a reaping system call on this context,
+    /// first waiting until no user-space reaper holds the ring.
+    #[inline]
+    pub fn enter_kernel_reap(&self) -> KernelReaper<'_> {
+        let mut spins = 0;
+        let mut s = self.reap_state.load(Ordering::Relaxed);
+        loop {
+            if s & ReapState::USER != 0 {
+                backoff(&mut spins);
+                s = self.reap_state.load(Ordering::Relaxed);
+                continue;
+            }
+            match self.reap_state.compare_exchange_weak(
+                s,
+                s + ReapState::KERNEL,
+                Ordering::Acquire,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return KernelReaper { ctx: self },
+                Err(now) => s = now,
+            }
+        }
+    }
+
+    /// `io_destroy` is about to unmap the ring: stop new user-space reapers
+    /// and wait for the current one to leave the ring.
+    pub fn begin_destroy(&self) {
+        self.reap_state
+            .fetch_or(ReapState::DYING, Ordering::Acquire);
+        let mut spins = 0;
+        while self.reap_state.load(Ordering::Acquire) & ReapState::USER != 0 {
+            backoff(&mut spins);
+        }
+    }
+
+    /// `io_destroy` failed and the context lives on: allow user reaping again.
+    pub fn abort_destroy(&self) {
+        self.reap_state
+            .fetch_and(!ReapState::DYING, Ordering::Release);
     }
 }
 
@@ -128,6 +306,22 @@ pub fn register(ctx: usize, max_events: u32) {
                 i = (i + 1) & (CAPACITY - 1);
                 continue;
             }
+            let (nr, id) = ring_geometry(ctx);
+            if slot.generation.load(Ordering::Relaxed) != gen {
+                // Left over from before a fork(): no thread of the parent
+                // exists in this process, so nobody holds the state.
+                slot.reap_state.store(0, Ordering::Relaxed);
+            } else {
+                // Keep the count of threads still inside a system call on a
+                // previous context of this slot (they decrement it when they
+                // return; meanwhile the new context just uses the kernel).
+                // USER cannot be set: the previous context's io_destroy
+                // waited for it, and DYING kept new user reapers out.
+                slot.reap_state
+                    .fetch_and(!ReapState::DYING, Ordering::Relaxed);
+            }
+            slot.ring_nr.store(nr, Ordering::Relaxed);
+            slot.ring_id.store(id, Ordering::Relaxed);
             slot.generation.store(gen, Ordering::Relaxed);
             slot.max_events.store(max_events, Ordering::Relaxed);
             slot.key.store(ctx, Ordering::Release);
@@ -138,10 +332,54 @@ pub fn register(ctx: usize, max_events: u32) {
     // Table full: the context works, through the kernel's path only.
 }
 
-/// Forget a context after a successful `io_destroy`.
+/// `(ring->nr, ring->id)` of a ring the kernel just created at `ctx`, read
+/// with a kernel-checked copy; `nr` is 0 if the header is not one whose
+/// events we know how to read (then the context always uses the kernel).
+fn ring_geometry(ctx: usize) -> (u32, u32) {
+    let mut hdr = [0u8; core::mem::size_of::<AioRingHeader>()];
+    if crate::sys::copy_from_user(&mut hdr, ctx) != 0 {
+        return (0, 0);
+    }
+    let word = |off: usize| u32::from_ne_bytes(hdr[off..off + 4].try_into().unwrap());
+    let nr = word(core::mem::offset_of!(AioRingHeader, nr));
+    let id = word(core::mem::offset_of!(AioRingHeader, id));
+    let understood = word(core::mem::offset_of!(AioRingHeader, magic)) == AIO_RING_MAGIC
+        && word(core::mem::offset_of!(AioRingHeader, incompat_features)) == 0
+        && word(core::mem::offset_of!(AioRingHeader, header_length)) as usize
+            == core::mem::size_of::<AioRingHeader>()
+        && nr >= 2
+        && nr < (1 << 26);
+    (if understood { nr } else { 0 }, id)
+}
+
+/// Forget a context after `io_destroy` (which succeeded, or said there is no
+/// such context).
 pub fn unregister(ctx: usize) {
     if let Some(slot) = lookup(ctx) {
         slot.key.store(TOMBSTONE, Ordering::Release);
+    }
+}
+
+/// The context `ctx` was destroyed but was not registered under that address:
+/// it may be a ring that was moved with `mremap` (the kernel then follows the
+/// ring, and `ctx` is its new address).  The ring id of a live context is
+/// unique, so a registered entry with the same id under another address is a
+/// stale one for the ring's old address: forget it, so it is never read.
+pub fn forget_moved(ctx: usize, ring_id: u32) {
+    let gen = FORK_GENERATION.load(Ordering::Acquire);
+    for slot in SLOTS.iter() {
+        let k = slot.key.load(Ordering::Acquire);
+        if k > TOMBSTONE
+            && k != ctx
+            && slot.generation.load(Ordering::Relaxed) == gen
+            && slot.ring_nr.load(Ordering::Relaxed) != 0
+            && slot.ring_id.load(Ordering::Relaxed) == ring_id
+        {
+            slot.begin_destroy();
+            let _ = slot
+                .key
+                .compare_exchange(k, TOMBSTONE, Ordering::AcqRel, Ordering::Relaxed);
+        }
     }
 }
 
@@ -203,7 +441,10 @@ mod tests {
         let mut status = 0;
         // SAFETY: waiting for our own child.
         assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
-        assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "child saw the parent's context");
+        assert!(
+            libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+            "child saw the parent's context"
+        );
         assert!(lookup(a).is_some(), "the parent keeps its context");
         unregister(a);
     }

@@ -1,58 +1,231 @@
-//! A view of the kernel's completion ring (`struct aio_ring`, `fs/aio.c`),
-//! which the kernel maps into the process at the address of the context.
+//! The kernel's completion ring (`struct aio_ring`, `fs/aio.c`), which the
+//! kernel maps into the process at the address of the context.
 //!
-//! The kernel writes events and then publishes `tail` (with `smp_wmb()`); a
-//! reaper reads `tail`, copies events, then publishes `head`.  We read `head`
-//! and `tail` with atomic loads (`Acquire` on `tail` pairs with the kernel's
-//! write barrier before it stores `tail`).
+//! ```text
+//! offset 0   id nr head tail magic compat_features incompat_features header_length
+//! offset 32  struct io_event[nr]        (header_length == 32 == one io_event)
+//! ```
+//!
+//! Protocol (Linux 6.x): `aio_complete` writes the event at `tail`, issues
+//! `smp_wmb()`, then stores the new `tail` (< `nr`).  A reaper reads `head`
+//! and `tail`, copies the events in between, then stores the new `head`; the
+//! kernel reads `head` (when it refills its free request count) to know which
+//! slots it may write again.  It never has more than `nr - 1` events in
+//! flight, so the slots in `[head, tail)` are not written while we copy them.
+//!
+//! Here: `tail` is loaded with `Acquire` (pairs with the kernel's write
+//! barrier before its `tail` store), and `head` is stored with `Release`
+//! (our copies of the slots complete before the kernel may see them free).
+//! Exclusion between reapers is not this module's business: callers hold a
+//! [`crate::context::UserReaper`] (or own the memory, in tests).
 
-use crate::abi::{AioRingHeader, AIO_RING_MAGIC};
-use crate::context::Context;
+use crate::abi::{io_event, AioRingHeader, AIO_RING_MAGIC};
+use core::mem::{offset_of, size_of};
 use core::sync::atomic::{AtomicU32, Ordering};
 
-/// A ring that belongs to a context registered in this process.
+/// A mapped ring of `nr` slots.
 #[derive(Clone, Copy)]
 pub struct Ring {
-    hdr: *const AioRingHeader,
+    base: *mut u8,
+    nr: u32,
 }
 
+/// The ring's header is not what it was when the context was created (the
+/// program wrote into it, or it is not a ring we understand): let the kernel
+/// answer.
+#[derive(Debug, PartialEq, Eq)]
+pub struct NotUnderstood;
+
 impl Ring {
-    /// The ring of a registered context, if its header is one we understand
-    /// (right magic, no incompatible features).
-    #[inline]
-    pub fn of(ctx: &Context) -> Option<Ring> {
-        let hdr = ctx.ring_addr() as *const AioRingHeader;
-        let ring = Ring { hdr };
-        (ring
-            .word(core::mem::offset_of!(AioRingHeader, magic))
-            .load(Ordering::Relaxed)
-            == AIO_RING_MAGIC
-            && ring
-                .word(core::mem::offset_of!(AioRingHeader, incompat_features))
-                .load(Ordering::Relaxed)
-                == 0)
-            .then_some(ring)
+    /// The ring at `addr` with `nr` slots.
+    ///
+    /// # Safety
+    /// `addr` must be the start of a mapping of at least
+    /// `size_of::<AioRingHeader>() + nr * size_of::<io_event>()` bytes,
+    /// 4-byte aligned, that stays mapped while the `Ring` is used, and that
+    /// nothing else but the kernel (and the caller) writes meanwhile.
+    #[inline(always)]
+    pub unsafe fn at(addr: usize, nr: u32) -> Ring {
+        Ring {
+            base: addr as *mut u8,
+            nr,
+        }
     }
 
     #[inline(always)]
     fn word(&self, offset: usize) -> &AtomicU32 {
-        // SAFETY: `hdr` is the address of a ring that the kernel mapped for a
-        // context created by this library in this process and not destroyed
-        // (guaranteed by `context::lookup`).  The header is 32 bytes of
-        // naturally aligned u32s inside that mapping; the kernel writes them
-        // concurrently, so we only access them as atomics.
-        unsafe { &*((self.hdr as *const u8).add(offset) as *const AtomicU32) }
+        // SAFETY: by `Ring::at`'s contract the header is mapped; its fields
+        // are naturally aligned u32s that the kernel writes concurrently, so
+        // we only access them as atomics.
+        unsafe { &*(self.base.add(offset) as *const AtomicU32) }
     }
 
-    /// `head == tail`: nothing to reap right now.
-    #[inline]
-    pub fn is_empty(&self) -> bool {
-        let tail = self
-            .word(core::mem::offset_of!(AioRingHeader, tail))
-            .load(Ordering::Acquire);
+    /// `(head, tail)` if the header still describes the ring we registered.
+    #[inline(always)]
+    fn head_tail(&self) -> Result<(u32, u32), NotUnderstood> {
+        let magic = self.word(offset_of!(AioRingHeader, magic));
+        let incompat = self.word(offset_of!(AioRingHeader, incompat_features));
+        if magic.load(Ordering::Relaxed) != AIO_RING_MAGIC || incompat.load(Ordering::Relaxed) != 0
+        {
+            return Err(NotUnderstood);
+        }
+        // Our own (or the kernel's, ordered by the caller's reaper lock)
+        // last store: no ordering needed beyond that.
         let head = self
-            .word(core::mem::offset_of!(AioRingHeader, head))
+            .word(offset_of!(AioRingHeader, head))
             .load(Ordering::Relaxed);
-        head == tail
+        let tail = self
+            .word(offset_of!(AioRingHeader, tail))
+            .load(Ordering::Acquire);
+        if head >= self.nr || tail >= self.nr {
+            // Written by someone else; the kernel copes (it reduces modulo
+            // nr), we do not guess.
+            return Err(NotUnderstood);
+        }
+        Ok((head, tail))
+    }
+
+    /// Number of events ready to be reaped.
+    #[inline]
+    pub fn ready(&self) -> Result<u32, NotUnderstood> {
+        let (head, tail) = self.head_tail()?;
+        Ok(if tail >= head {
+            tail - head
+        } else {
+            self.nr - head + tail
+        })
+    }
+
+    /// Copy up to `max` ready events to `out`, oldest first, and consume
+    /// them (store the new `head`).  Returns how many were copied.
+    ///
+    /// # Safety
+    /// The caller is the only reaper of this ring for the whole call, and
+    /// `out` is valid for writes of `max` events.
+    #[inline]
+    pub unsafe fn take(&self, out: *mut io_event, max: usize) -> Result<usize, NotUnderstood> {
+        let (head, tail) = self.head_tail()?;
+        if head == tail || max == 0 {
+            return Ok(0);
+        }
+        // SAFETY: the event array starts right after the 32-byte header
+        // (`header_length`, checked at registration) inside the mapping.
+        let slots = unsafe { self.base.add(size_of::<AioRingHeader>()) } as *const io_event;
+        let (head, nr) = (head as usize, self.nr as usize);
+        // Up to two runs: [head, tail) or [head, nr) then [0, tail).
+        let first_end = if tail as usize >= head {
+            tail as usize
+        } else {
+            nr
+        };
+        let first = (first_end - head).min(max);
+        // SAFETY: slots [head, head + first) are inside the ring and hold
+        // published events (before `tail`, which we loaded with Acquire) that
+        // the kernel does not write until we move `head` past them; `out`
+        // has room for `max >= first` events and cannot overlap the ring
+        // (the ring is a kernel mapping the caller does not own).
+        unsafe { core::ptr::copy_nonoverlapping(slots.add(head), out, first) };
+        let mut taken = first;
+        if first_end == nr && taken < max {
+            let second = (tail as usize).min(max - taken);
+            // SAFETY: as above, for slots [0, second) after the wrap.
+            unsafe { core::ptr::copy_nonoverlapping(slots, out.add(taken), second) };
+            taken += second;
+        }
+        let new_head = ((head + taken) % nr) as u32;
+        self.word(offset_of!(AioRingHeader, head))
+            .store(new_head, Ordering::Release);
+        Ok(taken)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::abi::io_event;
+
+    /// A ring in ordinary memory, playing the kernel's part by hand.
+    struct FakeRing {
+        mem: Vec<io_event>, // mem[0] is the header
+        nr: u32,
+    }
+
+    impl FakeRing {
+        fn new(nr: u32) -> FakeRing {
+            let mut f = FakeRing {
+                mem: vec![io_event::zeroed(); nr as usize + 1],
+                nr,
+            };
+            let h = f.hdr();
+            h.nr = nr;
+            h.magic = AIO_RING_MAGIC;
+            h.header_length = 32;
+            f
+        }
+        fn hdr(&mut self) -> &mut AioRingHeader {
+            // SAFETY: mem[0] is 32 bytes, aligned for u32s.
+            unsafe { &mut *(self.mem.as_mut_ptr() as *mut AioRingHeader) }
+        }
+        fn ring(&mut self) -> Ring {
+            // SAFETY: the Vec holds header + nr events and outlives the Ring.
+            unsafe { Ring::at(self.mem.as_mut_ptr() as usize, self.nr) }
+        }
+        /// The kernel's aio_complete: event at tail, then tail + 1.
+        fn complete(&mut self, tag: u64) {
+            let tail = self.hdr().tail;
+            self.mem[tail as usize + 1].res = tag as _;
+            self.hdr().tail = (tail + 1) % self.nr;
+        }
+    }
+
+    #[test]
+    fn wraps_many_times_with_partial_copies_at_the_wrap_point() {
+        let nr = 7u32;
+        let mut f = FakeRing::new(nr);
+        let (mut next_tag, mut expect) = (0u64, 0u64);
+        let mut out = [io_event::zeroed(); 8];
+        for round in 0..5000usize {
+            // Keep at most nr - 1 in the ring, as the kernel does.
+            let ready = f.ring().ready().unwrap() as usize;
+            let add = (round * 5 + 3) % nr as usize;
+            for _ in 0..add.min(nr as usize - 1 - ready) {
+                f.complete(next_tag);
+                next_tag += 1;
+            }
+            let ready = f.ring().ready().unwrap() as usize;
+            let want = (round % 4) + 1;
+            // SAFETY: we are the only reaper; out has room for 8.
+            let n = unsafe { f.ring().take(out.as_mut_ptr(), want) }.unwrap();
+            assert_eq!(n, want.min(ready), "round {round}");
+            for ev in &out[..n] {
+                assert_eq!(ev.res as u64, expect, "round {round}");
+                expect += 1;
+            }
+            assert!(f.hdr().head < nr);
+        }
+        assert!(expect > 5 * nr as u64 * 100, "the head wrapped many times");
+    }
+
+    #[test]
+    fn a_corrupted_header_is_not_read() {
+        let mut f = FakeRing::new(4);
+        f.complete(1);
+        f.hdr().head = 9;
+        let mut out = [io_event::zeroed(); 4];
+        // SAFETY: as above.
+        assert_eq!(
+            unsafe { f.ring().take(out.as_mut_ptr(), 4) },
+            Err(NotUnderstood)
+        );
+        f.hdr().head = 0;
+        f.hdr().magic = 0;
+        assert_eq!(f.ring().ready(), Err(NotUnderstood));
+        f.hdr().magic = AIO_RING_MAGIC;
+        f.hdr().incompat_features = 1;
+        assert_eq!(f.ring().ready(), Err(NotUnderstood));
+        f.hdr().incompat_features = 0;
+        // SAFETY: as above.
+        assert_eq!(unsafe { f.ring().take(out.as_mut_ptr(), 4) }, Ok(1));
+        assert_eq!(out[0].res, 1);
     }
 }

@@ -27,12 +27,34 @@ pub fn setup_local(maxevents: i32) -> Result<io_context_t, i32> {
     }
 }
 
-/// `io_destroy(ctx)`: the kernel cancels what it can and waits for every
-/// outstanding request before it returns.
+/// `io_destroy(ctx)`: the kernel cancels what it can, waits for every
+/// outstanding request, and unmaps the ring before it returns.
+///
+/// A registered context first stops user-space reapers and waits for the
+/// current one to leave the ring (see `context::ReapState`).  The kernel
+/// answers only 0 or `-EINVAL` ("no live context at this address", e.g. it
+/// was destroyed already, or its ring was moved away with `mremap`); both
+/// mean the address no longer names a ring, so it is forgotten either way.
+///
+/// An unregistered `ctx` may be the new address of a ring moved with
+/// `mremap`: its `id` is read (kernel-checked copy) before the call, and on
+/// success the stale entry for the old address is forgotten too.
 pub fn destroy(ctx: usize) -> i32 {
+    let Some(c) = context::lookup(ctx) else {
+        let mut id = [0u8; 4];
+        let have_id = sys::plausible_user_range(ctx, 32) && sys::copy_from_user(&mut id, ctx) == 0;
+        let r = sys::io_destroy(ctx);
+        if r == 0 && have_id {
+            context::forget_moved(ctx, u32::from_ne_bytes(id));
+        }
+        return sys::to_int(r);
+    };
+    c.begin_destroy();
     let r = sys::io_destroy(ctx);
-    if r == 0 {
+    if r == 0 || r == -(libc::EINVAL as core::ffi::c_long) {
         context::unregister(ctx);
+    } else {
+        c.abort_destroy();
     }
     sys::to_int(r)
 }
