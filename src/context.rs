@@ -29,12 +29,15 @@
 //! contexts are simply not registered and always take the kernel's path.
 
 use crate::abi::{AioRingHeader, AIO_RING_MAGIC};
-use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Once;
 
 /// Number of slots.  Must be a power of two.
 pub const CAPACITY: usize = 1024;
 const TOMBSTONE: usize = 1;
+/// A slot being filled by `register` (claimed by CAS, so two registrations
+/// never fill the same slot).  Rings are page-aligned: never a key.
+const CLAIMED: usize = 2;
 
 /// Per-context state shared by every thread using the context.
 #[repr(C, align(64))]
@@ -57,7 +60,13 @@ pub struct Context {
     /// process's context table, unique among live contexts.  Lets `io_destroy`
     /// of a ring that was moved with `mremap` forget the old address.
     ring_id: AtomicU32,
+    /// [`REGISTRATIONS`] when registered: orders registrations against an
+    /// `io_destroy` (see [`forget_moved`]).
+    registered_seq: AtomicU64,
 }
+
+/// Number of `register` calls so far in this process.
+static REGISTRATIONS: AtomicU64 = AtomicU64::new(1);
 
 /// The reaper state word of a [`Context`] (`reap_state`).
 ///
@@ -157,6 +166,7 @@ impl Context {
             reap_state: AtomicUsize::new(0),
             ring_nr: AtomicU32::new(0),
             ring_id: AtomicU32::new(0),
+            registered_seq: AtomicU64::new(0),
         }
     }
 
@@ -259,7 +269,7 @@ fn home(ctx: usize) -> usize {
 /// Find the live context registered for `ctx` in this process, if any.
 #[inline]
 pub fn lookup(ctx: usize) -> Option<&'static Context> {
-    if ctx <= TOMBSTONE {
+    if ctx <= CLAIMED {
         return None;
     }
     let gen = FORK_GENERATION.load(Ordering::Acquire);
@@ -280,7 +290,7 @@ pub fn lookup(ctx: usize) -> Option<&'static Context> {
 
 /// Record a context that `io_setup` just created.
 pub fn register(ctx: usize, max_events: u32) {
-    if ctx <= TOMBSTONE {
+    if ctx <= CLAIMED {
         return;
     }
     ATFORK.call_once(|| {
@@ -289,19 +299,37 @@ pub fn register(ctx: usize, max_events: u32) {
         unsafe { libc::pthread_atfork(None, None, Some(after_fork_in_child)) };
     });
     let gen = FORK_GENERATION.load(Ordering::Acquire);
+    // An entry left under this address (a ring that lived here before and
+    // was moved away, or is from before a fork) is reused, so the address
+    // never has two entries.
     let mut i = home(ctx);
+    let mut reuse = false;
+    for _ in 0..CAPACITY {
+        let k = SLOTS[i].key.load(Ordering::Acquire);
+        if k == ctx {
+            reuse = true;
+            break;
+        }
+        if k == 0 {
+            break;
+        }
+        i = (i + 1) & (CAPACITY - 1);
+    }
+    if !reuse {
+        i = home(ctx);
+    }
     for _ in 0..CAPACITY {
         let slot = &SLOTS[i];
         let k = slot.key.load(Ordering::Acquire);
-        let stale = k > TOMBSTONE && slot.generation.load(Ordering::Relaxed) != gen;
+        let stale = k > CLAIMED && slot.generation.load(Ordering::Relaxed) != gen;
         if k == ctx || k == 0 || k == TOMBSTONE || stale {
-            // Claim the slot with a sentinel so no reader matches it while we
-            // initialise it, then publish the key.
-            if k != ctx
-                && slot
-                    .key
-                    .compare_exchange(k, TOMBSTONE, Ordering::AcqRel, Ordering::Relaxed)
-                    .is_err()
+            // Claim the slot with a sentinel (CAS: one registration per
+            // slot) so no reader matches it while we initialise it, then
+            // publish the key.
+            if slot
+                .key
+                .compare_exchange(k, CLAIMED, Ordering::AcqRel, Ordering::Relaxed)
+                .is_err()
             {
                 i = (i + 1) & (CAPACITY - 1);
                 continue;
@@ -322,6 +350,10 @@ pub fn register(ctx: usize, max_events: u32) {
             }
             slot.ring_nr.store(nr, Ordering::Relaxed);
             slot.ring_id.store(id, Ordering::Relaxed);
+            slot.registered_seq.store(
+                REGISTRATIONS.fetch_add(1, Ordering::AcqRel),
+                Ordering::Relaxed,
+            );
             slot.generation.store(gen, Ordering::Relaxed);
             slot.max_events.store(max_events, Ordering::Relaxed);
             slot.key.store(ctx, Ordering::Release);
@@ -360,20 +392,29 @@ pub fn unregister(ctx: usize) {
     }
 }
 
+/// Call before `io_destroy` of an unregistered context; pass the result to
+/// [`forget_moved`].
+pub fn registrations_so_far() -> u64 {
+    REGISTRATIONS.load(Ordering::Acquire)
+}
+
 /// The context `ctx` was destroyed but was not registered under that address:
 /// it may be a ring that was moved with `mremap` (the kernel then follows the
 /// ring, and `ctx` is its new address).  The ring id of a live context is
-/// unique, so a registered entry with the same id under another address is a
-/// stale one for the ring's old address: forget it, so it is never read.
-pub fn forget_moved(ctx: usize, ring_id: u32) {
+/// unique, so an entry with the same id under another address, registered
+/// before the destroy started (`before`, from [`registrations_so_far`]; a
+/// context created since may have been given the freed id), is a stale one
+/// for the ring's old address: forget it, so it is never read.
+pub fn forget_moved(ctx: usize, ring_id: u32, before: u64) {
     let gen = FORK_GENERATION.load(Ordering::Acquire);
     for slot in SLOTS.iter() {
         let k = slot.key.load(Ordering::Acquire);
-        if k > TOMBSTONE
+        if k > CLAIMED
             && k != ctx
             && slot.generation.load(Ordering::Relaxed) == gen
             && slot.ring_nr.load(Ordering::Relaxed) != 0
             && slot.ring_id.load(Ordering::Relaxed) == ring_id
+            && slot.registered_seq.load(Ordering::Relaxed) < before
         {
             slot.begin_destroy();
             let _ = slot

@@ -324,3 +324,434 @@ pub fn pgetevents(
 ) -> i32 {
     reap(Call::PGetEvents(sigmask), ctx, min_nr, nr, events, timeout)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::abi::{io_iocb_cmd, iocb};
+    use crate::{prep, setup, submit};
+    use core::ffi::c_void;
+    use std::os::fd::AsRawFd;
+
+    const EINVAL: i32 = -libc::EINVAL;
+    const EFAULT: i32 = -libc::EFAULT;
+
+    /// A context, and a 64 KiB file whose 512-byte block `i` is filled with
+    /// the byte `i`.
+    struct Fixture {
+        ctx: usize,
+        file: std::fs::File,
+        bufs: Vec<[u8; 512]>,
+        iocbs: Vec<iocb>,
+    }
+
+    impl Fixture {
+        fn new(maxevents: i32, ios: usize) -> Fixture {
+            let dir = std::env::temp_dir().join(format!(
+                "libaio-rs-reap-{}-{:?}",
+                std::process::id(),
+                std::thread::current().id()
+            ));
+            let data: Vec<u8> = (0..128u32).flat_map(|i| [i as u8; 512]).collect();
+            std::fs::write(&dir, &data).unwrap();
+            let file = std::fs::File::open(&dir).unwrap();
+            std::fs::remove_file(&dir).unwrap();
+            let ctx = setup::setup_local(maxevents).unwrap() as usize;
+            Fixture {
+                ctx,
+                file,
+                bufs: vec![[0; 512]; ios],
+                iocbs: vec![iocb::zeroed(); ios],
+            }
+        }
+
+        /// Submit reads into slots `first..first + n`; each iocb's `data` is
+        /// its slot number and it reads block `slot % 128`.
+        fn submit(&mut self, first: usize, n: usize) {
+            let mut ptrs = Vec::with_capacity(n);
+            for s in first..first + n {
+                let buf = self.bufs[s].as_mut_ptr() as *mut c_void;
+                let io = &mut self.iocbs[s];
+                let fd = self.file.as_raw_fd();
+                prep::rw(
+                    io,
+                    io_iocb_cmd::IO_CMD_PREAD,
+                    fd,
+                    buf,
+                    512,
+                    (s % 128) as i64 * 512,
+                );
+                io.data = s as *mut c_void;
+                ptrs.push(io as *mut iocb);
+            }
+            assert_eq!(
+                submit::submit(self.ctx, n as c_long, ptrs.as_mut_ptr()),
+                n as i32
+            );
+        }
+
+        /// Events ready in the ring (read unlocked: tests own the context).
+        fn ready(&self) -> u32 {
+            let c = context::lookup(self.ctx).unwrap();
+            let (addr, nr) = c.try_user_reap(self.ctx).unwrap().ring();
+            // SAFETY: a live registered ring.
+            unsafe { Ring::at(addr, nr) }.ready().unwrap()
+        }
+
+        fn wait_ready(&self, n: u32) {
+            for _ in 0..5000 {
+                if self.ready() >= n {
+                    return;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            panic!("completions did not arrive");
+        }
+
+        /// Check that event `ev` is a good completion and return its slot.
+        fn check(&self, ev: &io_event) -> usize {
+            let s = ev.data as usize;
+            assert_eq!(ev.obj as *const iocb, &self.iocbs[s] as *const iocb);
+            assert_eq!(ev.res, 512, "slot {s}");
+            assert_eq!(self.bufs[s], [(s % 128) as u8; 512]);
+            s
+        }
+    }
+
+    impl Drop for Fixture {
+        fn drop(&mut self) {
+            if self.ctx != 0 {
+                assert_eq!(setup::destroy(self.ctx), 0);
+            }
+        }
+    }
+
+    /// A page no one can read: a timeout pointer the kernel answers -EFAULT
+    /// for, so a call that returns anything else made no system call.
+    fn unreadable_page() -> *mut timespec {
+        // SAFETY: a fresh anonymous mapping, never unmapped (tests only).
+        let p = unsafe {
+            libc::mmap(
+                core::ptr::null_mut(),
+                4096,
+                libc::PROT_NONE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        assert_ne!(p, libc::MAP_FAILED);
+        p as *mut timespec
+    }
+
+    #[test]
+    fn ready_events_are_taken_without_a_system_call() {
+        let mut f = Fixture::new(8, 3);
+        f.submit(0, 3);
+        f.wait_ready(3);
+        let bad = unreadable_page();
+        let mut ev = [io_event::zeroed(); 8];
+        // A system call would read `bad` and fail with -EFAULT.
+        assert_eq!(getevents(f.ctx, 1, 2, ev.as_mut_ptr(), bad), 2);
+        assert_eq!(f.check(&ev[0]), 0);
+        assert_eq!(f.check(&ev[1]), 1);
+        assert_eq!(getevents(f.ctx, 1, 8, ev.as_mut_ptr(), bad), 1);
+        assert_eq!(f.check(&ev[0]), 2);
+        // Empty ring, min_nr 0: the kernel would return 0 at once too.
+        assert_eq!(getevents(f.ctx, 0, 8, ev.as_mut_ptr(), bad), 0);
+        // A timeout that cannot be user memory: the kernel answers.
+        let kernel_addr = usize::MAX - 4095;
+        assert_eq!(
+            getevents(f.ctx, 0, 8, ev.as_mut_ptr(), kernel_addr as *mut timespec),
+            EFAULT
+        );
+        // Bad arguments go to the kernel as well.
+        f.submit(0, 1);
+        f.wait_ready(1);
+        let null = core::ptr::null_mut();
+        assert_eq!(getevents(f.ctx, 2, 1, ev.as_mut_ptr(), null), EINVAL);
+        assert_eq!(getevents(f.ctx, -1, 1, ev.as_mut_ptr(), null), EINVAL);
+        assert_eq!(
+            getevents(f.ctx, 1, 1, kernel_addr as *mut io_event, null),
+            EFAULT
+        );
+        let mut zero = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        let zero = &mut zero as *mut libc::timespec as *mut timespec;
+        assert_eq!(getevents(f.ctx, 1, 1, core::ptr::null_mut(), zero), EFAULT);
+        assert_eq!(f.ready(), 1, "a refused call consumed nothing");
+        assert_eq!(getevents(f.ctx, 1, 1, ev.as_mut_ptr(), zero), 1);
+        assert_eq!(f.check(&ev[0]), 0);
+    }
+
+    #[test]
+    fn the_real_ring_wraps_many_times() {
+        let mut f = Fixture::new(1, 64);
+        let c = context::lookup(f.ctx).unwrap();
+        let nr = c.try_user_reap(f.ctx).unwrap().ring().1 as usize;
+        assert!(nr >= 16, "ring of {nr} slots");
+        let mut ev = vec![io_event::zeroed(); 64];
+        let (mut done, mut wraps, mut last_head) = (0usize, 0usize, 0u32);
+        let head = |f: &Fixture| {
+            // SAFETY: reading the head word of our live ring.
+            unsafe { core::ptr::read_volatile((f.ctx + 8) as *const u32) }
+        };
+        for round in 0..3000usize {
+            let b = 1 + round % 13;
+            f.submit(0, b);
+            let mut seen = vec![0u32; b];
+            let mut got = 0;
+            while got < b {
+                // Sometimes ask for fewer than are ready, to leave some.
+                let want = (b - got).min(1 + round % 5);
+                let n = getevents(
+                    f.ctx,
+                    want as c_long,
+                    want as c_long,
+                    ev.as_mut_ptr(),
+                    core::ptr::null_mut(),
+                );
+                assert_eq!(n, want as i32);
+                for e in &ev[..want] {
+                    seen[f.check(e)] += 1;
+                }
+                got += want;
+            }
+            assert!(seen.iter().all(|&s| s == 1), "round {round}: {seen:?}");
+            done += b;
+            let h = head(&f);
+            if h < last_head {
+                wraps += 1;
+            }
+            last_head = h;
+        }
+        assert!(
+            wraps >= done / nr - 1,
+            "{wraps} wraps, {done} ops, {nr} slots"
+        );
+        assert!(wraps > 50);
+    }
+
+    #[test]
+    fn the_kernel_waits_for_what_the_ring_does_not_have() {
+        let mut f = Fixture::new(8, 4);
+        f.submit(0, 2);
+        f.wait_ready(2);
+        let mut ev = [io_event::zeroed(); 4];
+        let mut t = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 20_000_000,
+        };
+        let t = &mut t as *mut libc::timespec as *mut timespec;
+        // 2 in the ring, 3 wanted: the kernel waits 20 ms for the third,
+        // then the two are returned.
+        assert_eq!(getevents(f.ctx, 3, 3, ev.as_mut_ptr(), t), 2);
+        assert_eq!((f.check(&ev[0]), f.check(&ev[1])), (0, 1));
+        f.submit(0, 1);
+        f.wait_ready(1);
+        f.submit(1, 1);
+        assert_eq!(
+            getevents(f.ctx, 2, 4, ev.as_mut_ptr(), core::ptr::null_mut()),
+            2
+        );
+        assert_eq!((f.check(&ev[0]), f.check(&ev[1])), (0, 1));
+        // The kernel's error after events were taken: those events.  Room
+        // for one event, then an unreadable page; one event in the ring and
+        // a poll that completes later: we copy the ready one, the kernel
+        // waits for the poll, fails to store it (-EFAULT) and keeps it.
+        // SAFETY: a fresh two-page mapping; its second page made unreadable.
+        let guard = unsafe {
+            let p = libc::mmap(
+                core::ptr::null_mut(),
+                8192,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            );
+            assert_ne!(p, libc::MAP_FAILED);
+            assert_eq!(libc::mprotect(p.add(4096), 4096, libc::PROT_NONE), 0);
+            p as usize + 4096
+        };
+        let one = (guard - 32) as *mut io_event;
+        let mut pipe = [0; 2];
+        // SAFETY: a two-int array.
+        assert_eq!(unsafe { libc::pipe(pipe.as_mut_ptr()) }, 0);
+        let mut poll = iocb::zeroed();
+        prep::poll(&mut poll, pipe[0], libc::POLLIN as i32);
+        let mut pp = &mut poll as *mut iocb;
+        assert_eq!(submit::submit(f.ctx, 1, &mut pp), 1);
+        f.submit(0, 1);
+        f.wait_ready(1);
+        let writer = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(30));
+            // SAFETY: writing one byte from a local to our pipe.
+            unsafe { libc::write(pipe[1], b"x".as_ptr().cast(), 1) };
+        });
+        let mut t = libc::timespec {
+            tv_sec: 5,
+            tv_nsec: 0,
+        };
+        let t = &mut t as *mut libc::timespec as *mut timespec;
+        assert_eq!(getevents(f.ctx, 2, 2, one, t), 1);
+        // SAFETY: the event we just got, in our mapping.
+        assert_eq!(f.check(unsafe { &*one }), 0);
+        writer.join().unwrap();
+        assert_eq!(f.ready(), 1, "the kernel kept the event it could not copy");
+        assert_eq!(getevents(f.ctx, 1, 1, ev.as_mut_ptr(), t), 1);
+        assert_eq!(ev[0].obj, &mut poll as *mut iocb);
+        // SAFETY: closing our pipe.
+        let _ = unsafe { libc::close(pipe[0]) + libc::close(pipe[1]) };
+    }
+
+    #[test]
+    fn a_forked_child_gets_einval_and_not_the_parents_events() {
+        let mut f = Fixture::new(8, 1);
+        f.submit(0, 1);
+        f.wait_ready(1);
+        // SAFETY: the child only makes system calls and _exits.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0);
+        if pid == 0 {
+            let mut ev = io_event::zeroed();
+            let mut zero = libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            };
+            let z = &mut zero as *mut libc::timespec as *mut timespec;
+            let a = getevents(f.ctx, 0, 1, &mut ev, z);
+            let b = getevents(f.ctx, 1, 1, &mut ev, core::ptr::null_mut());
+            let ok = a == EINVAL && b == EINVAL;
+            // SAFETY: _exit is async-signal-safe.
+            unsafe { libc::_exit(if ok { 0 } else { 1 }) };
+        }
+        let mut status = 0;
+        // SAFETY: waiting for our own child.
+        assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+        assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
+        let mut ev = io_event::zeroed();
+        assert_eq!(getevents(f.ctx, 1, 1, &mut ev, core::ptr::null_mut()), 1);
+        assert_eq!(f.check(&ev), 0);
+    }
+
+    #[test]
+    fn a_ring_moved_with_mremap_is_never_read_at_its_old_address() {
+        let mut f = Fixture::new(1, 2);
+        let old = f.ctx;
+        f.submit(0, 1);
+        f.wait_ready(1);
+        let len = 4096;
+        // SAFETY: reserve an address, then move the ring there (the kernel
+        // follows the move: the new address is the context from now on).
+        let new = unsafe {
+            let dst = libc::mmap(
+                core::ptr::null_mut(),
+                len,
+                libc::PROT_NONE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            );
+            assert_ne!(dst, libc::MAP_FAILED);
+            libc::mremap(
+                old as *mut c_void,
+                len,
+                len,
+                libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED,
+                dst,
+            )
+        };
+        assert_ne!(new, libc::MAP_FAILED);
+        let new = new as usize;
+        // Hold the old address, so no ring of a test running in parallel
+        // lands there.
+        // SAFETY: a fresh mapping at a now-free address.
+        let hold = unsafe {
+            libc::mmap(
+                old as *mut c_void,
+                len,
+                libc::PROT_NONE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE,
+                -1,
+                0,
+            )
+        };
+        assert_eq!(hold as usize, old);
+        f.ctx = new;
+        let mut ev = io_event::zeroed();
+        assert_eq!(getevents(new, 1, 1, &mut ev, core::ptr::null_mut()), 1);
+        assert_eq!(f.check(&ev), 0);
+        f.submit(1, 1);
+        assert_eq!(getevents(new, 1, 1, &mut ev, core::ptr::null_mut()), 1);
+        assert_eq!(f.check(&ev), 1);
+        assert!(
+            context::lookup(old).is_some(),
+            "still registered before io_destroy"
+        );
+        f.ctx = 0;
+        assert_eq!(setup::destroy(new), 0);
+        assert!(
+            context::lookup(old).is_none(),
+            "the old address was forgotten"
+        );
+        assert_eq!(getevents(old, 0, 1, &mut ev, core::ptr::null_mut()), EINVAL);
+        assert_eq!(setup::destroy(old), EINVAL);
+    }
+
+    /// Runs `destroy_race_body` alone in a child process: once a context is
+    /// destroyed its address may be reused at once by another test's ring,
+    /// which the stale reapers of this test would then reap from.
+    #[test]
+    fn destroy_while_other_threads_reap() {
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "reap::tests::destroy_race_body",
+                "--ignored",
+                "--test-threads=1",
+            ])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{text}");
+        assert!(text.contains("1 passed"), "{text}");
+    }
+
+    #[test]
+    #[ignore = "run by destroy_while_other_threads_reap in its own process"]
+    fn destroy_race_body() {
+        for _ in 0..20 {
+            let mut f = Fixture::new(32, 32);
+            f.submit(0, 32);
+            let ctx = f.ctx;
+            let stop = std::sync::atomic::AtomicBool::new(false);
+            std::thread::scope(|s| {
+                for _ in 0..3 {
+                    s.spawn(|| {
+                        let mut ev = [io_event::zeroed(); 4];
+                        let mut zero = libc::timespec {
+                            tv_sec: 0,
+                            tv_nsec: 0,
+                        };
+                        let z = &mut zero as *mut libc::timespec as *mut timespec;
+                        loop {
+                            let r = getevents(ctx, 0, 4, ev.as_mut_ptr(), z);
+                            assert!(r == EINVAL || (0..=4).contains(&r), "{r}");
+                            if r == EINVAL || stop.load(Ordering::Relaxed) {
+                                break;
+                            }
+                        }
+                    });
+                }
+                std::thread::sleep(std::time::Duration::from_micros(200));
+                assert_eq!(setup::destroy(ctx), 0);
+                stop.store(true, Ordering::Relaxed);
+            });
+            f.ctx = 0;
+            std::thread::scope(|_| {});
+            assert!(context::lookup(ctx).is_none());
+        }
+    }
+}

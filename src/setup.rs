@@ -43,9 +43,10 @@ pub fn destroy(ctx: usize) -> i32 {
     let Some(c) = context::lookup(ctx) else {
         let mut id = [0u8; 4];
         let have_id = sys::plausible_user_range(ctx, 32) && sys::copy_from_user(&mut id, ctx) == 0;
+        let before = context::registrations_so_far();
         let r = sys::io_destroy(ctx);
         if r == 0 && have_id {
-            context::forget_moved(ctx, u32::from_ne_bytes(id));
+            context::forget_moved(ctx, u32::from_ne_bytes(id), before);
         }
         return sys::to_int(r);
     };
