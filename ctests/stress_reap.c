@@ -152,7 +152,7 @@ static void *reaper(void *arg)
 	sigset_t mask;
 	sigemptyset(&mask);
 	while (!atomic_load(&stop_reapers)) {
-		int n;
+		int n = 0;
 		long want;
 		switch (r->mode) {
 		case BLOCKING:

@@ -379,8 +379,12 @@ fn ring_geometry(ctx: usize) -> (u32, u32) {
         && word(core::mem::offset_of!(AioRingHeader, incompat_features)) == 0
         && word(core::mem::offset_of!(AioRingHeader, header_length)) as usize
             == core::mem::size_of::<AioRingHeader>()
-        && nr >= 2
-        && nr < (1 << 26);
+        && (2..1 << 26).contains(&nr);
+    if understood {
+        // The whole ring, as the kernel maps it (whole pages).
+        let len = (core::mem::size_of::<AioRingHeader>() + nr as usize * 32 + 4095) & !4095;
+        crate::valgrind::declare_defined(ctx, len);
+    }
     (if understood { nr } else { 0 }, id)
 }
 

@@ -29,3 +29,4 @@ pub mod setup;
 pub mod submit;
 #[allow(missing_docs)]
 pub mod sys;
+pub mod valgrind;

@@ -198,7 +198,7 @@ mod tests {
             let n = unsafe { f.ring().take(out.as_mut_ptr(), want) }.unwrap();
             assert_eq!(n, want.min(ready), "round {round}");
             for ev in &out[..n] {
-                assert_eq!(ev.res as u64, expect, "round {round}");
+                assert_eq!(ev.res, expect, "round {round}");
                 expect += 1;
             }
             assert!(f.hdr().head < nr);
@@ -213,10 +213,8 @@ mod tests {
         f.hdr().head = 9;
         let mut out = [io_event::zeroed(); 4];
         // SAFETY: as above.
-        assert_eq!(
-            unsafe { f.ring().take(out.as_mut_ptr(), 4) },
-            Err(NotUnderstood)
-        );
+        let r = unsafe { f.ring().take(out.as_mut_ptr(), 4) };
+        assert_eq!(r, Err(NotUnderstood));
         f.hdr().head = 0;
         f.hdr().magic = 0;
         assert_eq!(f.ring().ready(), Err(NotUnderstood));
@@ -225,7 +223,8 @@ mod tests {
         assert_eq!(f.ring().ready(), Err(NotUnderstood));
         f.hdr().incompat_features = 0;
         // SAFETY: as above.
-        assert_eq!(unsafe { f.ring().take(out.as_mut_ptr(), 4) }, Ok(1));
+        let r = unsafe { f.ring().take(out.as_mut_ptr(), 4) };
+        assert_eq!(r, Ok(1));
         assert_eq!(out[0].res, 1);
     }
 }
