@@ -212,8 +212,10 @@ fn try_user_space(c: &Context, ctx: usize, events: *mut io_event, nr: usize) -> 
 }
 
 /// libaio's peek: zero timeout and an empty ring → 0, without a system call.
+/// The ring is looked at first, so a timeout is read only when the ring is
+/// empty (libaio reads it on every call).
 fn empty_ring_peek(c: &Context, ctx: usize, timeout: *const timespec) -> bool {
-    if !is_zero_timeout(timeout) {
+    if timeout.is_null() || !timeout_plausible(timeout) {
         return false;
     }
     let Some(reaper) = c.try_user_reap(ctx) else {
@@ -222,7 +224,9 @@ fn empty_ring_peek(c: &Context, ctx: usize, timeout: *const timespec) -> bool {
     let (addr, slots) = reaper.ring();
     // SAFETY: as in `try_user_space`.
     let ring = unsafe { Ring::at(addr, slots) };
-    ring.ready() == Ok(0)
+    let empty = ring.ready() == Ok(0);
+    drop(reaper);
+    empty && is_zero_timeout(timeout)
 }
 
 /// The common body of `io_getevents` and `io_pgetevents`.

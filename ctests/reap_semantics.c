@@ -1,0 +1,178 @@
+/*
+ * reap_semantics.c: what user-space reaping must not change.
+ *
+ *  - events that are ready are returned without a system call (observable:
+ *    a timeout pointer into an unreadable page makes the kernel answer
+ *    -EFAULT, so a call that returns the events did not enter the kernel);
+ *  - LIBAIO_RS_NO_USER_REAP=1 turns that off (the same call gets -EFAULT);
+ *  - a wait interrupted by a signal returns -EINTR;
+ *  - io_pgetevents with a mask that unblocks a pending signal delivers it
+ *    even when events are ready, and returns the events;
+ *  - after fork() the child gets -EINVAL and never the parent's events.
+ */
+// ctest-no-sanitize
+#include <errno.h>
+#include <fcntl.h>
+#include <libaio.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static int passed, failed;
+#define CHECK(cond, ...)                                                      \
+	do {                                                                  \
+		if (cond) {                                                   \
+			passed++;                                             \
+			printf("ok: ");                                       \
+		} else {                                                      \
+			failed++;                                             \
+			printf("FAIL (%s:%d): ", __FILE__, __LINE__);         \
+		}                                                             \
+		printf(__VA_ARGS__);                                          \
+		printf("\n");                                                 \
+		fflush(stdout);                                               \
+	} while (0)
+
+static io_context_t ctx;
+static int fd;
+static char buf[8][512];
+static struct iocb iocbs[8];
+static volatile sig_atomic_t handled;
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	handled++;
+}
+
+/* Submit n reads and wait until all n are in the ring (without reaping). */
+static void submit_ready(int n)
+{
+	struct iocb *list[8];
+	for (int i = 0; i < n; i++) {
+		io_prep_pread(&iocbs[i], fd, buf[i], 512, 0);
+		list[i] = &iocbs[i];
+	}
+	if (io_submit(ctx, n, list) != n) {
+		printf("io_submit failed\n");
+		exit(1);
+	}
+	/* Buffered reads of a cached file complete inside io_submit; wait a
+	 * little anyway. */
+	usleep(2000);
+}
+
+static struct timespec *unreadable_timeout(void)
+{
+	void *p = mmap(NULL, 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	return p == MAP_FAILED ? NULL : p;
+}
+
+static void *blocked_reaper(void *arg)
+{
+	struct io_event ev;
+	*(int *)arg = io_getevents(ctx, 1, 1, &ev, NULL);
+	return NULL;
+}
+
+int main(int argc, char **argv)
+{
+	char path[] = "reap_semantics.XXXXXX";
+	char data[4096];
+	struct io_event ev[8];
+	int no_user_reap = argc > 1 && strcmp(argv[1], "--no-user-reap") == 0;
+
+	memset(data, 'a', sizeof(data));
+	fd = mkstemp(path);
+	if (fd < 0 || write(fd, data, sizeof(data)) != (ssize_t)sizeof(data))
+		return 1;
+	unlink(path);
+	int r = io_setup(16, &ctx);
+	CHECK(r == 0, "io_setup = %d", r);
+	struct timespec *bad = unreadable_timeout();
+
+	submit_ready(3);
+	r = io_getevents(ctx, 1, 8, ev, bad);
+	if (no_user_reap) {
+		CHECK(r == -EFAULT, "LIBAIO_RS_NO_USER_REAP=1: the kernel answers (-EFAULT for the timeout): %d", r);
+		struct timespec zero = { 0, 0 };
+		r = io_getevents(ctx, 3, 8, ev, &zero);
+		CHECK(r == 3, "LIBAIO_RS_NO_USER_REAP=1: then the kernel returns the 3 events: %d", r);
+		printf("%d passed, %d failed\n", passed, failed);
+		return failed ? 1 : 0;
+	}
+	CHECK(r == 3, "3 ready events returned without a system call: %d", r);
+	CHECK(r == 3 && ev[0].obj == &iocbs[0] && ev[2].obj == &iocbs[2] && ev[1].res == 512,
+	      "in submission order, with their results");
+
+	/* The switch, in a fresh process. */
+	fflush(stdout);
+	pid_t pid = fork();
+	if (pid == 0) {
+		setenv("LIBAIO_RS_NO_USER_REAP", "1", 1);
+		execl("/proc/self/exe", argv[0], "--no-user-reap", (char *)NULL);
+		_exit(127);
+	}
+	int status = 0;
+	waitpid(pid, &status, 0);
+	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0, "LIBAIO_RS_NO_USER_REAP=1 child passed");
+
+	/* -EINTR from a blocked wait. */
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal; /* no SA_RESTART */
+	sigaction(SIGUSR1, &sa, NULL);
+	pthread_t t;
+	int res = 1;
+	pthread_create(&t, NULL, blocked_reaper, &res);
+	usleep(50000);
+	pthread_kill(t, SIGUSR1);
+	pthread_join(t, NULL);
+	CHECK(res == -EINTR, "a wait interrupted by a signal returns -EINTR: %d", res);
+
+	/* io_pgetevents: the mask unblocks a pending signal; events are ready. */
+	sigset_t block, unblock;
+	sigemptyset(&block);
+	sigaddset(&block, SIGUSR1);
+	pthread_sigmask(SIG_BLOCK, &block, NULL);
+	handled = 0;
+	raise(SIGUSR1);
+	CHECK(handled == 0, "SIGUSR1 pending and blocked");
+	submit_ready(2);
+	sigemptyset(&unblock);
+	struct timespec zero = { 0, 0 };
+	r = io_pgetevents(ctx, 1, 8, ev, &zero, &unblock);
+	CHECK(r == 2 && handled == 1,
+	      "io_pgetevents with an unblocking mask: 2 events and the signal delivered (r=%d, handled=%d)",
+	      r, (int)handled);
+	sigset_t now;
+	pthread_sigmask(SIG_BLOCK, NULL, &now);
+	CHECK(sigismember(&now, SIGUSR1), "the caller's mask is back after io_pgetevents");
+	pthread_sigmask(SIG_UNBLOCK, &block, NULL);
+
+	/* fork: the child must not see the parent's context. */
+	submit_ready(1);
+	fflush(stdout);
+	pid = fork();
+	if (pid == 0) {
+		struct io_event e;
+		int a = io_getevents(ctx, 0, 1, &e, &zero);
+		int b = io_getevents(ctx, 1, 1, &e, NULL);
+		int c = io_queue_run(ctx);
+		_exit(a == -EINVAL && b == -EINVAL && c == -EINVAL ? 0 : 1);
+	}
+	waitpid(pid, &status, 0);
+	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+	      "after fork() the child gets -EINVAL from io_getevents and io_queue_run");
+	r = io_getevents(ctx, 1, 1, ev, NULL);
+	CHECK(r == 1 && ev[0].obj == &iocbs[0], "the parent still gets its event");
+
+	CHECK(io_destroy(ctx) == 0, "io_destroy");
+	printf("%d passed, %d failed\n", passed, failed);
+	return failed ? 1 : 0;
+}
