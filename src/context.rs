@@ -60,6 +60,12 @@ pub struct Context {
     /// process's context table, unique among live contexts.  Lets `io_destroy`
     /// of a ring that was moved with `mremap` forget the old address.
     ring_id: AtomicU32,
+    /// `pthread_self()` of the thread holding [`ReapState::USER`], 0 when
+    /// none: set right after taking USER, cleared right before giving it
+    /// back, so a thread sees its own id here only while it holds USER.
+    /// Lets a signal handler that interrupted a user-space reap on the same
+    /// context notice it instead of waiting for itself forever.
+    user_owner: AtomicUsize,
     /// [`REGISTRATIONS`] when registered: orders registrations against an
     /// `io_destroy` (see [`forget_moved`]).
     registered_seq: AtomicU64,
@@ -117,6 +123,11 @@ fn backoff(spins: &mut u32) {
     *spins = spins.saturating_add(1);
 }
 
+/// A reap was attempted from a signal handler that interrupted this same
+/// thread's user-space reap of the same ring.
+#[derive(Debug)]
+pub struct Reentrant;
+
 /// Proof that this thread reaps the ring in user space; dropping it releases
 /// the ring.
 pub struct UserReaper<'a> {
@@ -136,6 +147,7 @@ impl UserReaper<'_> {
 impl Drop for UserReaper<'_> {
     #[inline]
     fn drop(&mut self) {
+        self.ctx.user_owner.store(0, Ordering::Relaxed);
         // `fetch_and`, not a store: `io_destroy` may set DYING meanwhile.
         self.ctx
             .reap_state
@@ -167,6 +179,7 @@ impl Context {
             ring_nr: AtomicU32::new(0),
             ring_id: AtomicU32::new(0),
             registered_seq: AtomicU64::new(0),
+            user_owner: AtomicUsize::new(0),
         }
     }
 
@@ -175,12 +188,22 @@ impl Context {
         self.key.load(Ordering::Relaxed)
     }
 
+    /// Whether this thread holds USER (so it is a signal handler that
+    /// interrupted this thread's own user-space reap).
+    #[inline]
+    fn held_by_me(&self) -> bool {
+        // SAFETY: pthread_self has no preconditions.
+        self.user_owner.load(Ordering::Relaxed) == unsafe { libc::pthread_self() } as usize
+    }
+
     /// Take the ring for a user-space reap of the context whose handle is
     /// `ctx`, if nobody else reaps it: no user reaper (waits for one to
     /// finish), no thread in a reaping system call, not being destroyed, and
-    /// a ring we understood at registration.  `None`: use the system call.
+    /// a ring we understood at registration.  `Ok(None)`: use the system
+    /// call.  `Err(Reentrant)`: this thread already reaps this ring (we are
+    /// in a signal handler that interrupted it).
     #[inline]
-    pub fn try_user_reap(&self, ctx: usize) -> Option<UserReaper<'_>> {
+    pub fn try_user_reap(&self, ctx: usize) -> Result<Option<UserReaper<'_>>, Reentrant> {
         let mut spins = 0;
         loop {
             match self.reap_state.compare_exchange_weak(
@@ -191,30 +214,49 @@ impl Context {
             ) {
                 Ok(_) => break,
                 // Another user reaper: it finishes soon, then we try again.
-                Err(ReapState::USER) => backoff(&mut spins),
+                Err(s) if s & ReapState::USER != 0 => {
+                    if self.held_by_me() {
+                        return Err(Reentrant);
+                    }
+                    if s != ReapState::USER {
+                        // Dying: the system call answers.
+                        return Ok(None);
+                    }
+                    backoff(&mut spins)
+                }
                 // A spurious CAS failure on 0.
                 Err(0) => {}
                 // Kernel reapers, or dying: the system call answers.
-                Err(_) => return None,
+                Err(_) => return Ok(None),
             }
         }
+        // SAFETY: pthread_self has no preconditions.
+        self.user_owner
+            .store(unsafe { libc::pthread_self() } as usize, Ordering::Relaxed);
         let guard = UserReaper { ctx: self };
         // The slot may have been recycled for another context between the
         // caller's `lookup` and our CAS; while we hold USER its key can only
         // change by `unregister` (which leaves the ring mapped until an
         // `io_destroy` that waits for us), so check it under the lock.
-        (self.key.load(Ordering::Acquire) == ctx && self.ring_nr.load(Ordering::Relaxed) != 0)
-            .then_some(guard)
+        Ok(
+            (self.key.load(Ordering::Acquire) == ctx && self.ring_nr.load(Ordering::Relaxed) != 0)
+                .then_some(guard),
+        )
     }
 
     /// Count this thread as inside a reaping system call on this context,
     /// first waiting until no user-space reaper holds the ring.
+    /// `Err(Reentrant)`: this thread holds it (a signal handler interrupted
+    /// this thread's own user-space reap), waiting would never end.
     #[inline]
-    pub fn enter_kernel_reap(&self) -> KernelReaper<'_> {
+    pub fn enter_kernel_reap(&self) -> Result<KernelReaper<'_>, Reentrant> {
         let mut spins = 0;
         let mut s = self.reap_state.load(Ordering::Relaxed);
         loop {
             if s & ReapState::USER != 0 {
+                if self.held_by_me() {
+                    return Err(Reentrant);
+                }
                 backoff(&mut spins);
                 s = self.reap_state.load(Ordering::Relaxed);
                 continue;
@@ -225,7 +267,7 @@ impl Context {
                 Ordering::Acquire,
                 Ordering::Relaxed,
             ) {
-                Ok(_) => return KernelReaper { ctx: self },
+                Ok(_) => return Ok(KernelReaper { ctx: self }),
                 Err(now) => s = now,
             }
         }

@@ -40,7 +40,7 @@
 //! Every batch of events returned to a caller passes through [`delivered`].
 
 use crate::abi::{io_event, io_sigset, timespec};
-use crate::context::{self, Context};
+use crate::context::{self, Context, Reentrant};
 use crate::ring::Ring;
 use crate::sys;
 use core::ffi::c_long;
@@ -178,7 +178,10 @@ fn kernel(
     events: *mut io_event,
     timeout: *const timespec,
 ) -> c_long {
-    let _counted = c.map(Context::enter_kernel_reap);
+    let _counted = match c.map(Context::enter_kernel_reap) {
+        Some(Err(Reentrant)) => return REENTRANT,
+        counted => counted,
+    };
     syscall(call, ctx, min_nr, nr, events, timeout)
 }
 
@@ -188,14 +191,25 @@ enum Attempt {
     Took(usize),
     /// The ring could not be read safely: the kernel answers everything.
     Kernel,
+    /// We are a signal handler that interrupted this thread's own reap.
+    Reentrant,
 }
+
+/// The answer to a reap from a signal handler that interrupted this same
+/// thread's user-space reap of the same ring: neither we nor the kernel may
+/// touch the ring until the interrupted reap finishes, and waiting for it
+/// would never end, so the call is "interrupted" (libaio would have made the
+/// system call; this is the one case where we answer differently).
+const REENTRANT: c_long = -(libc::EINTR as c_long);
 
 /// Take up to `nr` ready events in user space (`nr` may be 0: then this
 /// only proves the context can be reaped here).
 #[inline(always)]
 fn try_user_space(c: &Context, ctx: usize, events: *mut io_event, nr: usize) -> Attempt {
-    let Some(reaper) = c.try_user_reap(ctx) else {
-        return Attempt::Kernel;
+    let reaper = match c.try_user_reap(ctx) {
+        Ok(Some(reaper)) => reaper,
+        Ok(None) => return Attempt::Kernel,
+        Err(Reentrant) => return Attempt::Reentrant,
     };
     let (addr, slots) = reaper.ring();
     // SAFETY: `reaper` proves the context is registered under `addr`, live
@@ -218,7 +232,7 @@ fn empty_ring_peek(c: &Context, ctx: usize, timeout: *const timespec) -> bool {
     if timeout.is_null() || !timeout_plausible(timeout) {
         return false;
     }
-    let Some(reaper) = c.try_user_reap(ctx) else {
+    let Ok(Some(reaper)) = c.try_user_reap(ctx) else {
         return false;
     };
     let (addr, slots) = reaper.ring();
@@ -276,6 +290,7 @@ fn reap(
                 events,
             )
         }
+        Attempt::Reentrant => return sys::to_int(REENTRANT),
     };
     if k >= min_nr as usize || is_zero_timeout(timeout) {
         delivered(Some(c), events, k);
@@ -397,7 +412,7 @@ mod tests {
         /// Events ready in the ring (read unlocked: tests own the context).
         fn ready(&self) -> u32 {
             let c = context::lookup(self.ctx).unwrap();
-            let (addr, nr) = c.try_user_reap(self.ctx).unwrap().ring();
+            let (addr, nr) = c.try_user_reap(self.ctx).unwrap().unwrap().ring();
             // SAFETY: a live registered ring.
             unsafe { Ring::at(addr, nr) }.ready().unwrap()
         }
@@ -494,7 +509,7 @@ mod tests {
     fn the_real_ring_wraps_many_times() {
         let mut f = Fixture::new(1, 64);
         let c = context::lookup(f.ctx).unwrap();
-        let nr = c.try_user_reap(f.ctx).unwrap().ring().1 as usize;
+        let nr = c.try_user_reap(f.ctx).unwrap().unwrap().ring().1 as usize;
         assert!(nr >= 16, "ring of {nr} slots");
         let mut ev = vec![io_event::zeroed(); 64];
         let (mut done, mut wraps, mut last_head) = (0usize, 0usize, 0u32);
@@ -608,6 +623,41 @@ mod tests {
         assert_eq!(ev[0].obj, &mut poll as *mut iocb);
         // SAFETY: closing our pipe.
         let _ = unsafe { libc::close(pipe[0]) + libc::close(pipe[1]) };
+    }
+
+    /// What a signal handler sees when it interrupted this thread's own
+    /// user-space reap of the same ring: -EINTR, not a wait for itself.
+    #[test]
+    fn a_reap_reentered_from_a_signal_handler_does_not_wait_for_itself() {
+        let mut f = Fixture::new(8, 2);
+        f.submit(0, 2);
+        f.wait_ready(2);
+        let c = context::lookup(f.ctx).unwrap();
+        let held = c.try_user_reap(f.ctx).unwrap().unwrap();
+        let mut ev = [io_event::zeroed(); 2];
+        let mut zero = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        let z = &mut zero as *mut libc::timespec as *mut timespec;
+        assert_eq!(getevents(f.ctx, 0, 2, ev.as_mut_ptr(), z), -libc::EINTR);
+        // SAFETY: an all-zero sigset_t is the empty set.
+        let mask: libc::sigset_t = unsafe { core::mem::zeroed() };
+        assert_eq!(
+            pgetevents(f.ctx, 1, 2, ev.as_mut_ptr(), z, &mask),
+            -libc::EINTR
+        );
+        // Another thread just waits for the holder, then gets the events.
+        std::thread::scope(|s| {
+            let ctx = f.ctx;
+            let t = s.spawn(move || {
+                let mut ev = [io_event::zeroed(); 2];
+                getevents(ctx, 2, 2, ev.as_mut_ptr(), core::ptr::null_mut())
+            });
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            drop(held);
+            assert_eq!(t.join().unwrap(), 2);
+        });
     }
 
     #[test]

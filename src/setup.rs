@@ -36,26 +36,30 @@ pub fn setup_local(maxevents: i32) -> Result<io_context_t, i32> {
 /// was destroyed already, or its ring was moved away with `mremap`); both
 /// mean the address no longer names a ring, so it is forgotten either way.
 ///
-/// An unregistered `ctx` may be the new address of a ring moved with
-/// `mremap`: its `id` is read (kernel-checked copy) before the call, and on
-/// success the stale entry for the old address is forgotten too.
+/// `ctx` may also be the new address of a ring moved with `mremap` (then
+/// it is not registered, or registered only by a stale entry of a ring that
+/// lived there before): the ring's `id` is read (kernel-checked copy) before
+/// the call, and on success any entry for the ring's old address is
+/// forgotten too (`context::forget_moved`).  `io_destroy` costs an RCU grace
+/// period anyway; the extra copy and table scan do not show.
 pub fn destroy(ctx: usize) -> i32 {
-    let Some(c) = context::lookup(ctx) else {
-        let mut id = [0u8; 4];
-        let have_id = sys::plausible_user_range(ctx, 32) && sys::copy_from_user(&mut id, ctx) == 0;
-        let before = context::registrations_so_far();
-        let r = sys::io_destroy(ctx);
-        if r == 0 && have_id {
-            context::forget_moved(ctx, u32::from_ne_bytes(id), before);
-        }
-        return sys::to_int(r);
-    };
-    c.begin_destroy();
+    let mut id = [0u8; 4];
+    let have_id = sys::plausible_user_range(ctx, 32) && sys::copy_from_user(&mut id, ctx) == 0;
+    let before = context::registrations_so_far();
+    let registered = context::lookup(ctx);
+    if let Some(c) = registered {
+        c.begin_destroy();
+    }
     let r = sys::io_destroy(ctx);
-    if r == 0 || r == -(libc::EINVAL as core::ffi::c_long) {
-        context::unregister(ctx);
-    } else {
-        c.abort_destroy();
+    if r == 0 && have_id {
+        context::forget_moved(ctx, u32::from_ne_bytes(id), before);
+    }
+    if let Some(c) = registered {
+        if r == 0 || r == -(libc::EINVAL as core::ffi::c_long) {
+            context::unregister(ctx);
+        } else {
+            c.abort_destroy();
+        }
     }
     sys::to_int(r)
 }
