@@ -2,8 +2,8 @@
 # Side-by-side benchmark: libaio-rs (target/release/libaio.so) against the
 # system libaio, in one process (see ctests/bench/aio_bench.c).
 #
-#   .ci/bench.sh            default run (5 rounds; a few minutes)
-#   .ci/bench.sh --quick    quick run for CI (3 rounds, small runs)
+#   .ci/bench.sh            default run (6 rounds; a few minutes)
+#   .ci/bench.sh --quick    quick run for CI (4 rounds, small runs)
 #   extra arguments are passed to aio_bench (--rounds R, --ops N, --direct-ops N)
 #
 # Environment: CC (default cc), SYSTEM_LIBAIO (default: found with ldconfig),

@@ -13,8 +13,9 @@
  * loop io_getevents(ctx, 1, QD, ev, NULL) and resubmit what completed in one
  * io_submit.  Each (workload, library) pair runs R rounds; A and B alternate
  * (A first in even rounds, B first in odd rounds).  Reported: median IOPS,
- * median p50/p99 latency (submit to reap, per I/O), the A/B IOPS ratio, and
- * io_getevents system calls per completed I/O.
+ * median p50/p99 latency (submit to reap, per I/O), the A/B IOPS ratio
+ * (median over rounds of the ratio within a round), and io_getevents system
+ * calls per completed I/O.
  *
  * Counting system calls: each (workload, library) is run once more in a
  * child process under `perf stat -e syscalls:sys_enter_io_getevents` (a
@@ -151,7 +152,7 @@ struct result {
 };
 
 /* One run: `ops` random 4 KiB reads at queue depth `qd`. */
-static struct result run(struct lib *l, int direct, int qd, long ops)
+static struct result run(struct lib *l, int direct, int qd, long ops, uint64_t seed)
 {
 	struct result res = { 0, 0, 0 };
 	int fd = open(FILE_NAME, O_RDONLY | (direct ? O_DIRECT : 0));
@@ -176,7 +177,9 @@ static struct result run(struct lib *l, int direct, int qd, long ops)
 		exit(2);
 	}
 	memset(bufs, 0, (size_t)qd * BLOCK);
-	uint64_t rng = 0x9E3779B97F4A7C15ull ^ (uint64_t)qd ^ ((uint64_t)direct << 7);
+	/* Every run reads its own offsets: a run must not find the blocks the
+	 * previous run read in a cache below us (the host's, for a VM disk). */
+	uint64_t rng = 0x9E3779B97F4A7C15ull * (seed + 1) ^ (uint64_t)qd ^ ((uint64_t)direct << 7);
 	long blocks = FILE_SIZE / BLOCK, submitted = 0, done = 0;
 #define NEXT_OFF() (rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17, (long long)(rng % (uint64_t)blocks) * BLOCK)
 
@@ -306,7 +309,7 @@ struct workload {
 int main(int argc, char **argv)
 {
 	struct lib libs[2] = { { .label = "A" }, { .label = "B" } };
-	int rounds = 5, quick = 0;
+	int rounds = 6, quick = 0; /* even: A and B go first equally often */
 	long ops = 200000, direct_ops = 40000;
 	/* The counting children exec perf/strace, which then run this file:
 	 * name it by its real path (not /proc/self/exe, which would be perf). */
@@ -324,13 +327,13 @@ int main(int argc, char **argv)
 		int direct = strcmp(argv[3], "direct") == 0;
 		if (!direct)
 			warm_cache();
-		run(&l, direct, atoi(argv[4]), atol(argv[5]));
+		run(&l, direct, atoi(argv[4]), atol(argv[5]), 12345);
 		return 0;
 	}
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--quick")) {
 			quick = 1;
-			rounds = 3;
+			rounds = 4;
 			ops = 20000;
 			direct_ops = 4000;
 		} else if (!strcmp(argv[i], "--rounds") && i + 1 < argc)
@@ -395,11 +398,12 @@ int main(int argc, char **argv)
 		long n = wl[w].direct ? direct_ops : ops;
 		/* A short untimed warm-up of each library. */
 		for (int k = 0; k < 2; k++)
-			run(&libs[k], wl[w].direct, wl[w].qd, n / 10 + 1);
+			run(&libs[k], wl[w].direct, wl[w].qd, n / 10 + 1, 1000 + k);
 		for (int r = 0; r < rounds; r++) {
 			for (int j = 0; j < 2; j++) {
 				int k = (r % 2 == 0) ? j : 1 - j; /* alternate who goes first */
-				struct result res = run(&libs[k], wl[w].direct, wl[w].qd, n);
+				struct result res =
+					run(&libs[k], wl[w].direct, wl[w].qd, n, (uint64_t)(w * 1000 + r * 2 + j));
 				iops[w][k][r] = res.iops;
 				p50[w][k][r] = res.p50_us;
 				p99[w][k][r] = res.p99_us;
@@ -431,7 +435,12 @@ int main(int argc, char **argv)
 	       "B getev/op");
 	printf("---------------------------------------------------------------------------------------------------------------\n");
 	for (int w = 0; w < nwl; w++) {
-		double m[2][3];
+		double m[2][3], ratio[64];
+		/* A/B per round (the two runs of a round ran back to back), then
+		 * the median: steadier than a ratio of medians on a noisy machine. */
+		for (int r = 0; r < rounds; r++)
+			ratio[r] = iops[w][0][r] / iops[w][1][r];
+		qsort(ratio, rounds, sizeof(double), cmp_double);
 		for (int k = 0; k < 2; k++) {
 			qsort(iops[w][k], rounds, sizeof(double), cmp_double);
 			qsort(p50[w][k], rounds, sizeof(double), cmp_double);
@@ -444,9 +453,10 @@ int main(int argc, char **argv)
 		for (int k = 0; k < 2; k++)
 			per[k] = calls[w][k] < 0 ? -1 : (double)calls[w][k] / (double)count_ops;
 		printf("%-8s %-3d | %10.0f %10.0f %6.2f | %8.2f %8.2f | %8.2f %8.2f | %9.3f %9.3f\n",
-		       wl[w].direct ? "direct" : "cached", wl[w].qd, m[0][0], m[1][0], m[0][0] / m[1][0],
+		       wl[w].direct ? "direct" : "cached", wl[w].qd, m[0][0], m[1][0], ratio[rounds / 2],
 		       m[0][1], m[1][1], m[0][2], m[1][2], per[0], per[1]);
 	}
-	printf("(getev/op: io_getevents system calls per completed I/O; -1 = could not count)\n");
+	printf("(A/B: median over rounds of the IOPS ratio of the round's two back-to-back runs;\n"
+	       " getev/op: io_getevents system calls per completed I/O; -1 = could not count)\n");
 	return 0;
 }
