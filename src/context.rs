@@ -12,7 +12,7 @@
 //!
 //! A fixed, lock-free open-addressing table of [`CAPACITY`] cache-line-sized
 //! slots.  A slot's `key` is the ring address (0 = never used, [`TOMBSTONE`] =
-//! freed).  Readers never lock:
+//! freed, [`CLAIMED`] = being filled by `register`).  Readers never lock:
 //!
 //! * `register` fills the slot's fields, then publishes the key with a
 //!   `Release` CAS; `lookup` loads the key with `Acquire`, so a reader that
@@ -27,6 +27,21 @@
 //!
 //! A process with more than [`CAPACITY`] live contexts still works: the extra
 //! contexts are simply not registered and always take the kernel's path.
+//!
+//! # Rings that move or go away
+//!
+//! * `io_destroy` sets [`ReapState::DYING`] and waits for a user-space reaper
+//!   to leave the ring before the kernel unmaps it; a thread that looked the
+//!   context up just before then finds DYING and takes the system call.
+//! * `mremap` of a ring (libaio's harness case 19): the kernel follows the
+//!   ring, and the new address is the context from then on.  It is not
+//!   registered, so it always takes the kernel's path.  Its `io_destroy`
+//!   forgets the entry of the old address (matched by the ring's `id`, see
+//!   [`forget_moved`]), so that entry is never read afterwards, even if a
+//!   program passes the old address again.  Between the `mremap` and that
+//!   `io_destroy`, passing the *old* address (which names no context any
+//!   more) would read unmapped memory, as libaio does; there is no way to
+//!   notice a move without a system call on every reap.
 
 use crate::abi::{AioRingHeader, AIO_RING_MAGIC};
 use core::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};

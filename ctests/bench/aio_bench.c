@@ -39,6 +39,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -148,13 +149,21 @@ static void warm_cache(void)
 }
 
 struct result {
-	double iops, p50_us, p99_us;
+	double iops, p50_us, p99_us, cpu_us; /* cpu_us: user+system CPU per I/O */
 };
+
+static double cpu_seconds(void)
+{
+	struct rusage ru;
+	getrusage(RUSAGE_SELF, &ru);
+	return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
+	       ru.ru_stime.tv_usec / 1e6;
+}
 
 /* One run: `ops` random 4 KiB reads at queue depth `qd`. */
 static struct result run(struct lib *l, int direct, int qd, long ops, uint64_t seed)
 {
-	struct result res = { 0, 0, 0 };
+	struct result res = { 0, 0, 0, 0 };
 	int fd = open(FILE_NAME, O_RDONLY | (direct ? O_DIRECT : 0));
 	if (fd < 0) {
 		perror("open");
@@ -183,6 +192,7 @@ static struct result run(struct lib *l, int direct, int qd, long ops, uint64_t s
 	long blocks = FILE_SIZE / BLOCK, submitted = 0, done = 0;
 #define NEXT_OFF() (rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17, (long long)(rng % (uint64_t)blocks) * BLOCK)
 
+	double c0 = cpu_seconds();
 	uint64_t t0 = now_ns();
 	for (int i = 0; i < qd; i++) {
 		io_prep_pread(&iocbs[i], fd, bufs + (size_t)i * BLOCK, BLOCK, NEXT_OFF());
@@ -224,6 +234,7 @@ static struct result run(struct lib *l, int direct, int qd, long ops, uint64_t s
 		}
 	}
 	uint64_t t1 = now_ns();
+	res.cpu_us = (cpu_seconds() - c0) * 1e6 / (double)done;
 	l->destroy(ctx);
 	close(fd);
 	qsort(lat, done, sizeof(*lat), cmp_u64);
@@ -386,7 +397,7 @@ int main(int argc, char **argv)
 
 	struct workload wl[] = { { 0, 1 }, { 0, 8 }, { 0, 32 }, { 1, 1 }, { 1, 8 }, { 1, 32 } };
 	int nwl = sizeof(wl) / sizeof(wl[0]);
-	double iops[6][2][64], p50[6][2][64], p99[6][2][64];
+	double iops[6][2][64], p50[6][2][64], p99[6][2][64], cpu[6][2][64];
 	if (rounds > 64)
 		rounds = 64;
 	int total_runs = nwl * rounds * 2, runs = 0;
@@ -407,6 +418,7 @@ int main(int argc, char **argv)
 				iops[w][k][r] = res.iops;
 				p50[w][k][r] = res.p50_us;
 				p99[w][k][r] = res.p99_us;
+				cpu[w][k][r] = res.cpu_us;
 				runs++;
 				fprintf(stderr, "\r  [%3d/%3d] %-6s QD%-2d round %d/%d  %s: %9.0f IOPS   ", runs,
 					total_runs, wl[w].direct ? "direct" : "cached", wl[w].qd, r + 1, rounds,
@@ -430,12 +442,12 @@ int main(int argc, char **argv)
 	fprintf(stderr, "\n");
 
 	printf("\nResults (medians of %d rounds; A = libaio-rs, B = system libaio)\n", rounds);
-	printf("%-8s %-3s | %10s %10s %6s | %8s %8s | %8s %8s | %9s %9s\n", "workload", "QD", "A IOPS",
-	       "B IOPS", "A/B", "A p50us", "B p50us", "A p99us", "B p99us", "A getev/op",
-	       "B getev/op");
-	printf("---------------------------------------------------------------------------------------------------------------\n");
+	printf("%-8s %-3s | %10s %10s %6s | %8s %8s | %8s %8s | %9s %9s | %8s %8s\n", "workload", "QD",
+	       "A IOPS", "B IOPS", "A/B", "A p50us", "B p50us", "A p99us", "B p99us", "A getev/op",
+	       "B getev/op", "A cpuus", "B cpuus");
+	printf("---------------------------------------------------------------------------------------------------------------------------------\n");
 	for (int w = 0; w < nwl; w++) {
-		double m[2][3], ratio[64];
+		double m[2][4], ratio[64];
 		/* A/B per round (the two runs of a round ran back to back), then
 		 * the median: steadier than a ratio of medians on a noisy machine. */
 		for (int r = 0; r < rounds; r++)
@@ -445,6 +457,8 @@ int main(int argc, char **argv)
 			qsort(iops[w][k], rounds, sizeof(double), cmp_double);
 			qsort(p50[w][k], rounds, sizeof(double), cmp_double);
 			qsort(p99[w][k], rounds, sizeof(double), cmp_double);
+			qsort(cpu[w][k], rounds, sizeof(double), cmp_double);
+			m[k][3] = cpu[w][k][rounds / 2];
 			m[k][0] = iops[w][k][rounds / 2];
 			m[k][1] = p50[w][k][rounds / 2];
 			m[k][2] = p99[w][k][rounds / 2];
@@ -452,11 +466,12 @@ int main(int argc, char **argv)
 		double per[2];
 		for (int k = 0; k < 2; k++)
 			per[k] = calls[w][k] < 0 ? -1 : (double)calls[w][k] / (double)count_ops;
-		printf("%-8s %-3d | %10.0f %10.0f %6.2f | %8.2f %8.2f | %8.2f %8.2f | %9.3f %9.3f\n",
+		printf("%-8s %-3d | %10.0f %10.0f %6.2f | %8.2f %8.2f | %8.2f %8.2f | %9.3f %9.3f | %8.3f %8.3f\n",
 		       wl[w].direct ? "direct" : "cached", wl[w].qd, m[0][0], m[1][0], ratio[rounds / 2],
-		       m[0][1], m[1][1], m[0][2], m[1][2], per[0], per[1]);
+		       m[0][1], m[1][1], m[0][2], m[1][2], per[0], per[1], m[0][3], m[1][3]);
 	}
 	printf("(A/B: median over rounds of the IOPS ratio of the round's two back-to-back runs;\n"
-	       " getev/op: io_getevents system calls per completed I/O; -1 = could not count)\n");
+	       " getev/op: io_getevents system calls per completed I/O; -1 = could not count;\n"
+	       " cpuus: user+system CPU time of this process per I/O, in microseconds)\n");
 	return 0;
 }
