@@ -281,7 +281,7 @@ int main(void)
 {
 	char path[] = "stress_reap.XXXXXX";
 	static char block[512 * 2048];
-	long scale = getenv("STRESS_REAP_SCALE") ? atol(getenv("STRESS_REAP_SCALE")) : 100;
+	long scale = getenv("STRESS_REAP_SCALE") ? atol(getenv("STRESS_REAP_SCALE")) : 200;
 
 	fd = mkstemp(path);
 	if (fd < 0) {
@@ -303,7 +303,7 @@ int main(void)
 	if (r)
 		return 1;
 
-	long per = 600 * scale; /* scale 100: 60000 per submitter */
+	long per = 600 * scale; /* default scale 200: 120000 per submitter */
 	if (per * 3 > MAX_OPS)
 		per = MAX_OPS / 3;
 
