@@ -12,7 +12,7 @@
 //! libraries' contexts, contexts of the parent after `fork()`, the new
 //! address of a ring moved with `mremap`); a ring header that is not what it
 //! was at `io_setup` (magic, `incompat_features`, `head`/`tail` in range);
-//! `min_nr < 0`, `min_nr > nr`, `nr < 0`; `events` not a plausible user range
+//! `min_nr < 0`, `min_nr > nr`, `nr <= 0`; `events` not a plausible user range
 //! for `nr` events; a timeout pointer that is neither NULL nor plausible;
 //! `io_pgetevents` with a signal mask (below); another thread inside a
 //! reaping system call on the context (see `context::ReapState`: the kernel
@@ -271,7 +271,9 @@ fn reap(
                 events as usize,
                 (nr as usize).saturating_mul(core::mem::size_of::<io_event>()),
             ));
-    if !(fast && args_ok && timeout_plausible(timeout)) {
+    // nr == 0 (io_queue_wait) copies nothing: the kernel answers, except
+    // for libaio's zero-timeout peek.
+    if !(fast && args_ok && nr > 0 && timeout_plausible(timeout)) {
         if args_ok && empty_ring_peek(c, ctx, timeout) {
             return 0;
         }
