@@ -52,10 +52,24 @@ fn nvme_finish(register: u64, tail: &[u8]) -> u64 {
     d.finalize()
 }
 
+/// Which kernels a call may use (the tests pin each one in turn).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kernel {
+    /// The fastest the CPU supports.
+    Best,
+    /// At most the 128-bit PCLMULQDQ kernel.
+    #[cfg_attr(not(test), allow(dead_code))]
+    Narrow,
+    /// The table code only.
+    Portable,
+}
+
 /// Which implementation the dispatching functions use on this CPU.
 pub fn implementation() -> &'static str {
     #[cfg(target_arch = "x86_64")]
-    if x86::available() {
+    if x86::wide_available() {
+        return "x86_64 avx512 vpclmulqdq";
+    } else if x86::available() {
         return "x86_64 pclmulqdq";
     }
     "portable slice-by-16"
@@ -63,24 +77,12 @@ pub fn implementation() -> &'static str {
 
 /// CRC-16/T10-DIF of `data`.
 pub fn crc16_t10dif(data: &[u8]) -> u16 {
-    #[cfg(target_arch = "x86_64")]
-    if data.len() >= MIN_FOLD_LEN {
-        if let Some(reg) = x86::register(data, &consts::T10DIF, false) {
-            return t10dif_finish(reg as u16, &data[data.len() & !15..]);
-        }
-    }
-    crc16_t10dif_portable(data)
+    crc16_with(data, Kernel::Best)
 }
 
 /// CRC-64/NVME of `data`.
 pub fn crc64_nvme(data: &[u8]) -> u64 {
-    #[cfg(target_arch = "x86_64")]
-    if data.len() >= MIN_FOLD_LEN {
-        if let Some(reg) = x86::register(data, &consts::NVME, true) {
-            return nvme_finish(reg, &data[data.len() & !15..]);
-        }
-    }
-    crc64_nvme_portable(data)
+    crc64_with(data, Kernel::Best)
 }
 
 /// CRC-16/T10-DIF of `data` with the table code only (no SIMD).
@@ -96,14 +98,51 @@ pub fn crc64_nvme_portable(data: &[u8]) -> u64 {
 /// CRC-16/T10-DIF of each `interval`-byte chunk of `data` into `out`
 /// (`data.len() == out.len() * interval`).
 pub fn crc16_t10dif_intervals(data: &[u8], interval: usize, out: &mut [u16]) {
+    crc16_intervals_with(data, interval, out, Kernel::Best)
+}
+
+/// CRC-64/NVME of each `interval`-byte chunk of `data` into `out`
+/// (`data.len() == out.len() * interval`).
+pub fn crc64_nvme_intervals(data: &[u8], interval: usize, out: &mut [u64]) {
+    crc64_intervals_with(data, interval, out, Kernel::Best)
+}
+
+#[cfg_attr(not(target_arch = "x86_64"), allow(unused_variables))]
+fn crc16_with(data: &[u8], kernel: Kernel) -> u16 {
+    #[cfg(target_arch = "x86_64")]
+    if data.len() >= MIN_FOLD_LEN && kernel != Kernel::Portable {
+        let wide = kernel == Kernel::Best;
+        if let Some(reg) = x86::register(data, &consts::T10DIF, false, wide) {
+            return t10dif_finish(reg as u16, &data[data.len() & !15..]);
+        }
+    }
+    crc16_t10dif_portable(data)
+}
+
+#[cfg_attr(not(target_arch = "x86_64"), allow(unused_variables))]
+fn crc64_with(data: &[u8], kernel: Kernel) -> u64 {
+    #[cfg(target_arch = "x86_64")]
+    if data.len() >= MIN_FOLD_LEN && kernel != Kernel::Portable {
+        let wide = kernel == Kernel::Best;
+        if let Some(reg) = x86::register(data, &consts::NVME, true, wide) {
+            return nvme_finish(reg, &data[data.len() & !15..]);
+        }
+    }
+    crc64_nvme_portable(data)
+}
+
+#[cfg_attr(not(target_arch = "x86_64"), allow(unused_variables))]
+fn crc16_intervals_with(data: &[u8], interval: usize, out: &mut [u16], kernel: Kernel) {
     assert_eq!(data.len(), out.len() * interval);
     #[cfg(target_arch = "x86_64")]
-    if interval >= MIN_FOLD_LEN {
+    if interval >= MIN_FOLD_LEN && kernel != Kernel::Portable {
         let blocks = interval & !15;
-        let done = x86::registers_of_intervals(data, interval, &consts::T10DIF, false, |i, reg| {
-            let tail = &data[i * interval + blocks..(i + 1) * interval];
-            out[i] = t10dif_finish(reg as u16, tail);
-        });
+        let wide = kernel == Kernel::Best;
+        let done =
+            x86::registers_of_intervals(data, interval, &consts::T10DIF, false, wide, |i, reg| {
+                let tail = &data[i * interval + blocks..(i + 1) * interval];
+                out[i] = t10dif_finish(reg as u16, tail);
+            });
         if done {
             return;
         }
@@ -118,17 +157,18 @@ pub fn crc16_t10dif_intervals(data: &[u8], interval: usize, out: &mut [u16]) {
     }
 }
 
-/// CRC-64/NVME of each `interval`-byte chunk of `data` into `out`
-/// (`data.len() == out.len() * interval`).
-pub fn crc64_nvme_intervals(data: &[u8], interval: usize, out: &mut [u64]) {
+#[cfg_attr(not(target_arch = "x86_64"), allow(unused_variables))]
+fn crc64_intervals_with(data: &[u8], interval: usize, out: &mut [u64], kernel: Kernel) {
     assert_eq!(data.len(), out.len() * interval);
     #[cfg(target_arch = "x86_64")]
-    if interval >= MIN_FOLD_LEN {
+    if interval >= MIN_FOLD_LEN && kernel != Kernel::Portable {
         let blocks = interval & !15;
-        let done = x86::registers_of_intervals(data, interval, &consts::NVME, true, |i, reg| {
-            let tail = &data[i * interval + blocks..(i + 1) * interval];
-            out[i] = nvme_finish(reg, tail);
-        });
+        let wide = kernel == Kernel::Best;
+        let done =
+            x86::registers_of_intervals(data, interval, &consts::NVME, true, wide, |i, reg| {
+                let tail = &data[i * interval + blocks..(i + 1) * interval];
+                out[i] = nvme_finish(reg, tail);
+            });
         if done {
             return;
         }
@@ -150,6 +190,10 @@ mod tests {
     /// Independent reference: the `crc` crate's bitwise implementation.
     static REF16: Crc<u16, crc::NoTable> = Crc::<u16, crc::NoTable>::new(&CRC_16_T10_DIF);
     static REF64: Crc<u64, crc::NoTable> = Crc::<u64, crc::NoTable>::new(&CRC_64_NVME);
+
+    /// Every kernel this build can run; each test checks all of them (the
+    /// dispatch falls back by itself where the CPU lacks one).
+    const KERNELS: [Kernel; 3] = [Kernel::Best, Kernel::Narrow, Kernel::Portable];
 
     /// xorshift64*: deterministic, dependency-free test data.
     struct Rng(u64);
@@ -192,24 +236,26 @@ mod tests {
     }
 
     #[test]
-    fn every_length_up_to_600_matches_reference() {
-        // Covers every tail length with and without the 8-accumulator loop
-        // and every 128-byte loop count boundary up to 4 rounds.
+    fn every_length_up_to_1100_matches_reference() {
+        // Every tail length, with and without the wide loops (256 bytes for
+        // AVX-512, 128 for SSE) and several of their loop-count boundaries.
         let mut rng = Rng(1);
-        let buf = rng.bytes(600 + 64);
-        for len in 0..=600 {
+        let buf = rng.bytes(1100 + 64);
+        for len in 0..=1100 {
             let off = rng.below(64);
             let d = &buf[off..off + len];
-            assert_eq!(
-                crc16_t10dif(d),
-                REF16.checksum(d),
-                "crc16 len {len} off {off}"
-            );
-            assert_eq!(
-                crc64_nvme(d),
-                REF64.checksum(d),
-                "crc64 len {len} off {off}"
-            );
+            for k in KERNELS {
+                assert_eq!(
+                    crc16_with(d, k),
+                    REF16.checksum(d),
+                    "crc16 {k:?} len {len} off {off}"
+                );
+                assert_eq!(
+                    crc64_with(d, k),
+                    REF64.checksum(d),
+                    "crc64 {k:?} len {len} off {off}"
+                );
+            }
         }
     }
 
@@ -225,12 +271,11 @@ mod tests {
             };
             let off = rng.below(64);
             let d = &buf[off..off + len];
-            assert_eq!(
-                crc16_t10dif(d),
-                T10DIF.checksum(d),
-                "crc16 len {len} off {off}"
-            );
-            assert_eq!(crc64_nvme(d), NVME.checksum(d), "crc64 len {len} off {off}");
+            let (want16, want64) = (T10DIF.checksum(d), NVME.checksum(d));
+            for k in KERNELS {
+                assert_eq!(crc16_with(d, k), want16, "crc16 {k:?} len {len} off {off}");
+                assert_eq!(crc64_with(d, k), want64, "crc64 {k:?} len {len} off {off}");
+            }
         }
     }
 
@@ -252,8 +297,11 @@ mod tests {
     fn intervals_match_reference_and_single_buffer() {
         let mut rng = Rng(42);
         let buf = rng.bytes(20 * 4104 + 64);
+        // DIF sizes, sizes around the 16- and 64-byte block widths, and
+        // odd ones with tails.
         let sizes = [
-            512, 4096, 520, 4104, 1, 7, 15, 16, 17, 31, 32, 100, 129, 1000,
+            512, 4096, 520, 4104, 1, 7, 15, 16, 17, 31, 32, 48, 63, 64, 65, 80, 100, 129, 255, 256,
+            257, 1000,
         ];
         for interval in sizes {
             // Counts below, at and above the lockstep width (8), plus an
@@ -261,16 +309,19 @@ mod tests {
             for count in [0, 1, 3, 7, 8, 9, 16, 19] {
                 let off = rng.below(64);
                 let d = &buf[off..off + count * interval];
-                let mut o16 = vec![0u16; count];
-                let mut o64 = vec![0u64; count];
-                crc16_t10dif_intervals(d, interval, &mut o16);
-                crc64_nvme_intervals(d, interval, &mut o64);
-                for (i, chunk) in d.chunks_exact(interval).enumerate() {
-                    let what = format!("interval {interval} count {count} #{i} off {off}");
-                    assert_eq!(o16[i], T10DIF.checksum(chunk), "crc16 {what}");
-                    assert_eq!(o16[i], crc16_t10dif(chunk), "crc16 single {what}");
-                    assert_eq!(o64[i], NVME.checksum(chunk), "crc64 {what}");
-                    assert_eq!(o64[i], crc64_nvme(chunk), "crc64 single {what}");
+                for k in KERNELS {
+                    let mut o16 = vec![0u16; count];
+                    let mut o64 = vec![0u64; count];
+                    crc16_intervals_with(d, interval, &mut o16, k);
+                    crc64_intervals_with(d, interval, &mut o64, k);
+                    for (i, chunk) in d.chunks_exact(interval).enumerate() {
+                        let what =
+                            format!("{k:?} interval {interval} count {count} #{i} off {off}");
+                        assert_eq!(o16[i], T10DIF.checksum(chunk), "crc16 {what}");
+                        assert_eq!(o16[i], crc16_with(chunk, k), "crc16 single {what}");
+                        assert_eq!(o64[i], NVME.checksum(chunk), "crc64 {what}");
+                        assert_eq!(o64[i], crc64_with(chunk, k), "crc64 single {what}");
+                    }
                 }
             }
         }
@@ -285,14 +336,47 @@ mod tests {
             let count = rng.below(70_000 / interval + 1);
             let off = rng.below(64);
             let d = &buf[off..off + count * interval];
-            let mut o16 = vec![0u16; count];
-            let mut o64 = vec![0u64; count];
-            crc16_t10dif_intervals(d, interval, &mut o16);
-            crc64_nvme_intervals(d, interval, &mut o64);
-            for (i, chunk) in d.chunks_exact(interval).enumerate() {
-                assert_eq!(o16[i], T10DIF.checksum(chunk), "interval {interval} #{i}");
-                assert_eq!(o64[i], NVME.checksum(chunk), "interval {interval} #{i}");
+            for k in KERNELS {
+                let mut o16 = vec![0u16; count];
+                let mut o64 = vec![0u64; count];
+                crc16_intervals_with(d, interval, &mut o16, k);
+                crc64_intervals_with(d, interval, &mut o64, k);
+                for (i, chunk) in d.chunks_exact(interval).enumerate() {
+                    assert_eq!(
+                        o16[i],
+                        T10DIF.checksum(chunk),
+                        "{k:?} interval {interval} #{i}"
+                    );
+                    assert_eq!(
+                        o64[i],
+                        NVME.checksum(chunk),
+                        "{k:?} interval {interval} #{i}"
+                    );
+                }
             }
+        }
+    }
+
+    #[test]
+    fn intervals_are_independent_of_neighbours() {
+        // Corrupting one interval changes exactly that interval's CRC: the
+        // lockstep lanes must not leak into each other.
+        let mut rng = Rng(5);
+        let mut d = rng.bytes(16 * 512);
+        let mut before = vec![0u16; 16];
+        crc16_t10dif_intervals(&d, 512, &mut before);
+        for victim in [0, 5, 7, 8, 15] {
+            d[victim * 512 + 200] ^= 0x10;
+            let mut after = vec![0u16; 16];
+            crc16_t10dif_intervals(&d, 512, &mut after);
+            for i in 0..16 {
+                assert_eq!(
+                    after[i] != before[i],
+                    i == victim,
+                    "victim {victim} lane {i}"
+                );
+            }
+            d[victim * 512 + 200] ^= 0x10;
         }
     }
 
@@ -308,13 +392,23 @@ mod tests {
 
     #[test]
     #[cfg(target_arch = "x86_64")]
-    fn pclmul_path_is_used_when_available() {
-        // Makes the cross-checks above meaningful on this machine: if the
-        // CPU has PCLMULQDQ they exercised the folding kernels.
-        let has =
-            std::is_x86_feature_detected!("pclmulqdq") && std::is_x86_feature_detected!("sse4.1");
-        assert_eq!(implementation() == "x86_64 pclmulqdq", has);
-        let d = [0xA5u8; 64];
-        assert_eq!(x86::register(&d, &consts::T10DIF, false).is_some(), has);
+    fn simd_paths_are_used_when_available() {
+        // Makes the cross-checks above meaningful: on a CPU with these
+        // features they exercised the folding kernels, not only the tables.
+        let has = std::is_x86_feature_detected!("pclmulqdq")
+            && std::is_x86_feature_detected!("ssse3")
+            && std::is_x86_feature_detected!("sse4.1");
+        let d = [0xA5u8; 512];
+        assert_eq!(
+            x86::register(&d, &consts::T10DIF, false, false).is_some(),
+            has
+        );
+        assert_eq!(x86::available(), has);
+        if x86::wide_available() {
+            assert_eq!(implementation(), "x86_64 avx512 vpclmulqdq");
+        } else if has {
+            assert_eq!(implementation(), "x86_64 pclmulqdq");
+        }
+        println!("checksum implementation: {}", implementation());
     }
 }

@@ -77,6 +77,12 @@ pub(crate) struct FoldConsts {
     pub k16: [u64; 2],
     /// Fold forward by 128 bytes (eight parallel accumulators).
     pub k128: [u64; 2],
+    /// Fold forward by 64 bytes (one 512-bit register of four blocks).
+    pub k64: [u64; 2],
+    /// Fold forward by 192 bytes (combining four 512-bit accumulators).
+    pub k192: [u64; 2],
+    /// Fold forward by 256 bytes (four 512-bit accumulators).
+    pub k256: [u64; 2],
     /// Fold accumulator `i` of eight onto the last: `16 * (7 - i)` bytes.
     pub combine: [[u64; 2]; 7],
     /// Final reduction: `[fold constant, Barrett quotient]`.
@@ -105,6 +111,9 @@ pub(crate) const fn msb_consts(poly: u64, n: u32, init: u64) -> FoldConsts {
     FoldConsts {
         k16: msb_fold(128, poly, n),
         k128: msb_fold(1024, poly, n),
+        k64: msb_fold(512, poly, n),
+        k192: msb_fold(1536, poly, n),
+        k256: msb_fold(2048, poly, n),
         combine,
         // Y = X_hi * (x^(64+n) mod G) + X_lo * x^n  ≡  X * x^n, then
         // Barrett with mu = floor(x^(64+n) / G) = x^64 + low 64 bits.
@@ -137,6 +146,9 @@ pub(crate) const fn lsb64_consts(poly: u64, init: u64) -> FoldConsts {
     FoldConsts {
         k16: lsb_fold(128, poly),
         k128: lsb_fold(1024, poly),
+        k64: lsb_fold(512, poly),
+        k192: lsb_fold(1536, poly),
+        k256: lsb_fold(2048, poly),
         combine,
         // Y = X_hi * (x^128 mod G) + X_lo * x^64 ≡ X * x^64 (reflected:
         // x^127), then Barrett with the 64-bit mu' = floor(x^127 / G),

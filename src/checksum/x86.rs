@@ -25,6 +25,37 @@
 use super::consts::FoldConsts;
 use core::arch::x86_64::*;
 
+// The AVX-512 and VPCLMULQDQ target features are stable since Rust 1.89;
+// older compilers (the crate's MSRV is 1.86) build without that kernel and
+// use the 128-bit one. (`include!` because attribute macros cannot be put
+// on an out-of-line `mod` declaration.)
+#[rustversion::since(1.89)]
+mod avx512 {
+    include!("x86/avx512.rs");
+}
+
+#[rustversion::before(1.89)]
+mod avx512 {
+    use crate::checksum::consts::FoldConsts;
+    pub(in crate::checksum) fn available() -> bool {
+        false
+    }
+    pub(super) fn register(_: &[u8], _: &FoldConsts, _: bool) -> Option<u64> {
+        None
+    }
+    pub(super) fn registers_of_intervals(
+        _: &[u8],
+        _: usize,
+        _: &FoldConsts,
+        _: bool,
+        _: impl FnMut(usize, u64),
+    ) -> bool {
+        false
+    }
+}
+
+pub(super) use avx512::available as wide_available;
+
 /// Intervals walked in lockstep by the multi-buffer kernel. Eight chains
 /// cover the carry-less multiply latency with margin and, with constants
 /// and temporaries, still fit in the 16 SSE registers.
@@ -262,9 +293,15 @@ unsafe fn crc_intervals<const REFLECTED: bool>(
 }
 
 /// Register (before any final XOR) after the leading `len & !15` bytes of
-/// `data`, or `None` without PCLMULQDQ. `data.len() >= 16`.
-pub(super) fn register(data: &[u8], c: &FoldConsts, reflected: bool) -> Option<u64> {
+/// `data`, or `None` without PCLMULQDQ. `data.len() >= 16`. `wide` allows
+/// the AVX-512 kernel (the tests turn it off to check the 128-bit one).
+pub(super) fn register(data: &[u8], c: &FoldConsts, reflected: bool, wide: bool) -> Option<u64> {
     assert!(data.len() >= 16);
+    if wide {
+        if let Some(reg) = avx512::register(data, c, reflected) {
+            return Some(reg);
+        }
+    }
     if !available() {
         return None;
     }
@@ -281,15 +318,20 @@ pub(super) fn register(data: &[u8], c: &FoldConsts, reflected: bool) -> Option<u
 
 /// Calls `emit(i, register)` for the leading `interval & !15` bytes of each
 /// interval `i`; returns `false` (doing nothing) without PCLMULQDQ.
-/// `interval >= 16`, `data.len()` a multiple of `interval`.
+/// `interval >= 16`, `data.len()` a multiple of `interval`; `wide` as for
+/// [`register`].
 pub(super) fn registers_of_intervals(
     data: &[u8],
     interval: usize,
     c: &FoldConsts,
     reflected: bool,
-    emit: impl FnMut(usize, u64),
+    wide: bool,
+    mut emit: impl FnMut(usize, u64),
 ) -> bool {
     assert!(interval >= 16 && data.len() % interval == 0);
+    if wide && avx512::registers_of_intervals(data, interval, c, reflected, &mut emit) {
+        return true;
+    }
     if !available() {
         return false;
     }
