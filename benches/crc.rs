@@ -4,8 +4,12 @@
 //!
 //! Each group checksums 64 KiB split into 512- or 4096-byte intervals.
 //! `cargo bench --bench crc`; medians are in target/criterion/*/*/new/.
+//! After criterion, an alternating pass (lines starting `AB`) times the
+//! contenders in turn, round after round, and prints medians and ratios:
+//! on a shared machine that is the fairer comparison.
+//! `cargo bench --bench crc -- nomatch` runs only the alternating pass.
 
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
 use std::hint::black_box;
 use std::time::Duration;
 
@@ -134,4 +138,139 @@ fn config() -> Criterion {
 }
 
 criterion_group!(name = benches; config = config(); targets = t10dif, nvme);
-criterion_main!(benches);
+
+/// One contender: a name and a function that checksums all 64 KiB.
+type Contender<'a> = (&'static str, Box<dyn FnMut() + 'a>);
+
+/// Alternating A/B timing: the machine is shared, so besides criterion's
+/// one-after-the-other runs, time every contender once per round in turn
+/// (rotating the order) and report per-contender medians, which a load
+/// change affects for all contenders alike.
+fn alternating(group: &str, contenders: &mut [Contender<'_>]) {
+    const ROUNDS: usize = 400;
+    const REPS: u32 = 4;
+    let mut times = vec![Vec::with_capacity(ROUNDS); contenders.len()];
+    for round in 0..ROUNDS {
+        for j in 0..contenders.len() {
+            let k = (j + round) % contenders.len();
+            let t = std::time::Instant::now();
+            for _ in 0..REPS {
+                (contenders[k].1)();
+            }
+            times[k].push(t.elapsed().as_secs_f64() / REPS as f64);
+        }
+    }
+    let gbps: Vec<f64> = times
+        .iter_mut()
+        .map(|t| {
+            t.sort_by(|a, b| a.total_cmp(b));
+            TOTAL as f64 / t[t.len() / 2] / 1e9
+        })
+        .collect();
+    let base = gbps[0];
+    let fast = contenders
+        .iter()
+        .position(|c| c.0 == "crc_fast")
+        .map(|i| gbps[i]);
+    for (c, g) in contenders.iter().zip(&gbps) {
+        let vs_fast = fast.map_or(String::new(), |f| format!("  {:5.2}x crc_fast", g / f));
+        println!(
+            "AB {group:12} {:15} {g:7.2} GB/s  {:5.2}x table16{vs_fast}",
+            c.0,
+            g / base
+        );
+    }
+}
+
+fn alternating_report() {
+    let d = &data();
+    for interval in [512usize, 4096] {
+        let n = TOTAL / interval;
+        let chunks = move || black_box(d).chunks_exact(interval);
+        let (mut a, mut b, mut c, mut e) =
+            (vec![0u16; n], vec![0u16; n], vec![0u16; n], vec![0u16; n]);
+        let mut c16: Vec<Contender<'_>> = vec![
+            (
+                "crc_table16",
+                Box::new(move || {
+                    for (o, ch) in a.iter_mut().zip(chunks()) {
+                        *o = TABLE16.checksum(ch);
+                    }
+                    black_box(&a);
+                }),
+            ),
+            (
+                "ours_single",
+                Box::new(move || {
+                    for (o, ch) in b.iter_mut().zip(chunks()) {
+                        *o = crc16_t10dif(ch);
+                    }
+                    black_box(&b);
+                }),
+            ),
+            (
+                "ours_intervals",
+                Box::new(move || {
+                    crc16_t10dif_intervals(black_box(d), interval, &mut c);
+                    black_box(&c);
+                }),
+            ),
+            (
+                "crc_fast",
+                Box::new(move || {
+                    for (o, ch) in e.iter_mut().zip(chunks()) {
+                        *o = crc_fast::checksum(CrcAlgorithm::Crc16T10Dif, ch) as u16;
+                    }
+                    black_box(&e);
+                }),
+            ),
+        ];
+        alternating(&format!("t10dif_{interval}"), &mut c16);
+        let (mut a, mut b, mut c, mut e) =
+            (vec![0u64; n], vec![0u64; n], vec![0u64; n], vec![0u64; n]);
+        let mut c64: Vec<Contender<'_>> = vec![
+            (
+                "crc_table16",
+                Box::new(move || {
+                    for (o, ch) in a.iter_mut().zip(chunks()) {
+                        *o = TABLE64.checksum(ch);
+                    }
+                    black_box(&a);
+                }),
+            ),
+            (
+                "ours_single",
+                Box::new(move || {
+                    for (o, ch) in b.iter_mut().zip(chunks()) {
+                        *o = crc64_nvme(ch);
+                    }
+                    black_box(&b);
+                }),
+            ),
+            (
+                "ours_intervals",
+                Box::new(move || {
+                    crc64_nvme_intervals(black_box(d), interval, &mut c);
+                    black_box(&c);
+                }),
+            ),
+            (
+                "crc_fast",
+                Box::new(move || {
+                    for (o, ch) in e.iter_mut().zip(chunks()) {
+                        *o = crc_fast::checksum(CrcAlgorithm::Crc64Nvme, ch);
+                    }
+                    black_box(&e);
+                }),
+            ),
+        ];
+        alternating(&format!("nvme_{interval}"), &mut c64);
+    }
+}
+
+fn main() {
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+    // The alternating pass takes a few seconds.
+    alternating_report();
+}

@@ -5,16 +5,20 @@
 //! * CRC-64/NVME: poly 0xAD93D23594C93659, init/xorout all ones, reflected;
 //!   `check("123456789") = 0xAE8B14860A799888`.
 //!
-//! On x86_64 CPUs with PCLMULQDQ (detected at run time) whole 16-byte
-//! blocks are folded with carry-less multiplication (`checksum/x86.rs`,
-//! constants derived in `checksum/consts.rs`); fewer than 16 trailing bytes,
-//! and everything on other CPUs and targets, go through the `crc` crate's
-//! slice-by-16 tables. The `crc` crate is also the reference every fast path
-//! is cross-checked against in the tests.
+//! On x86_64 whole 16-byte blocks are folded with carry-less
+//! multiplication, chosen at run time (`is_x86_feature_detected!`):
+//! VPCLMULQDQ on 512-bit registers when the CPU has AVX-512
+//! (`checksum/x86/avx512.rs`, compiled by Rust >= 1.89), else PCLMULQDQ on
+//! 128-bit registers (`checksum/x86.rs`). The folding constants are derived
+//! from the polynomials at compile time (`checksum/consts.rs`). Tails of
+//! fewer than 16 bytes, and everything on other CPUs and targets, go
+//! through the `crc` crate's slice-by-16 tables. The `crc` crate is also
+//! the reference every fast path is cross-checked against in the tests.
 //!
 //! The `*_intervals` functions checksum many independent protection
-//! intervals at once; on x86_64 they walk several intervals in lockstep so
-//! that the multiply latency chains of different intervals overlap.
+//! intervals at once: short intervals (512 bytes) are walked eight at a
+//! time in lockstep, so the multiply latency chains of different intervals
+//! overlap and their final reductions run in parallel.
 
 mod consts;
 #[cfg(target_arch = "x86_64")]

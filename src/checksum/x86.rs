@@ -1,4 +1,5 @@
-//! PCLMULQDQ folding kernels (x86_64, 128-bit SSE registers).
+//! PCLMULQDQ folding kernels (x86_64, 128-bit SSE registers), and the
+//! dispatch to the AVX-512 VPCLMULQDQ kernels in `x86/avx512.rs`.
 //!
 //! Every `#[target_feature]` function here is private and reachable only
 //! through the safe entry points at the bottom, which check the CPU with
