@@ -33,7 +33,8 @@ static NVME: Crc<u64, Table<16>> = Crc::<u64, Table<16>>::new(&CRC_64_NVME);
 #[cfg(target_arch = "x86_64")]
 const MIN_FOLD_LEN: usize = 16;
 
-/// Finishes a CRC-16/T10-DIF from the register after `done` bytes.
+/// Finishes a CRC-16/T10-DIF from the register after the folded blocks.
+#[cfg(target_arch = "x86_64")]
 fn t10dif_finish(register: u16, tail: &[u8]) -> u16 {
     if tail.is_empty() {
         return register; // no final XOR
@@ -44,7 +45,9 @@ fn t10dif_finish(register: u16, tail: &[u8]) -> u16 {
     d.finalize()
 }
 
-/// Finishes a CRC-64/NVME from the (reflected) register after `done` bytes.
+/// Finishes a CRC-64/NVME from the (reflected) register after the folded
+/// blocks.
+#[cfg(target_arch = "x86_64")]
 fn nvme_finish(register: u64, tail: &[u8]) -> u64 {
     if tail.is_empty() {
         return register ^ CRC_64_NVME.xorout;
@@ -58,11 +61,11 @@ fn nvme_finish(register: u64, tail: &[u8]) -> u64 {
 
 /// Which kernels a call may use (the tests pin each one in turn).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(not(test), allow(dead_code))] // outside tests only `Best` is used
 enum Kernel {
     /// The fastest the CPU supports.
     Best,
     /// At most the 128-bit PCLMULQDQ kernel.
-    #[cfg_attr(not(test), allow(dead_code))]
     Narrow,
     /// The table code only.
     Portable,
