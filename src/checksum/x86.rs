@@ -70,6 +70,7 @@ pub(super) fn available() -> bool {
         && is_x86_feature_detected!("sse4.1")
 }
 
+/// `k` as a register, `k[0]` in the low 64-bit lane.
 #[inline]
 #[target_feature(enable = "pclmulqdq,sse2,ssse3,sse4.1")]
 fn pair(k: [u64; 2]) -> __m128i {
@@ -123,7 +124,7 @@ fn fold(acc: __m128i, k: __m128i) -> __m128i {
 
 /// Reduces a 128-bit accumulator to the CRC register.
 ///
-/// Non-reflected (width 16): `Y = X_hi * (x^80 mod G) + X_lo * x^16` is a
+/// Non-reflected (width 16): `Y = X_hi * (x^80 mod G) + X_lo * x^16` is an
 /// 80-bit value congruent to `X * x^16`; with `Y = Y_hi * x^16 + Y_lo`,
 /// Barrett gives the quotient `q = Y_hi + floor(Y_hi * mu_lo / x^64)`
 /// (`mu = floor(x^80 / G) = x^64 + mu_lo`) and the CRC is
