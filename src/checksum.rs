@@ -267,6 +267,36 @@ mod tests {
     }
 
     #[test]
+    fn exact_size_allocations() {
+        // Each input in its own exactly-sized heap block, so that any read
+        // past the end leaves the allocation (caught by AddressSanitizer:
+        // RUSTFLAGS=-Zsanitizer=address cargo +nightly test).
+        let mut rng = Rng(3);
+        for len in (0..=700).chain([1023, 1024, 1025, 4095, 4096, 4097]) {
+            let v = rng.bytes(len);
+            for k in KERNELS {
+                assert_eq!(crc16_with(&v, k), REF16.checksum(&v), "{k:?} len {len}");
+                assert_eq!(crc64_with(&v, k), REF64.checksum(&v), "{k:?} len {len}");
+            }
+        }
+        for interval in [16, 64, 100, 512, 4096] {
+            for count in [1, 8, 9] {
+                let v = rng.bytes(interval * count);
+                for k in KERNELS {
+                    let mut o16 = vec![0u16; count];
+                    let mut o64 = vec![0u64; count];
+                    crc16_intervals_with(&v, interval, &mut o16, k);
+                    crc64_intervals_with(&v, interval, &mut o64, k);
+                    for (i, ch) in v.chunks_exact(interval).enumerate() {
+                        assert_eq!(o16[i], REF16.checksum(ch), "{k:?} {interval}x{count} #{i}");
+                        assert_eq!(o64[i], REF64.checksum(ch), "{k:?} {interval}x{count} #{i}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
     fn random_lengths_and_offsets_match_reference() {
         let mut rng = Rng(0x5eed);
         let buf = rng.bytes(70_000 + 64);
