@@ -152,7 +152,10 @@ elif ! ar t "$archive" >/dev/null 2>&1; then
 	bad "$archive is not an ar archive"
 else
 	# readelf, not nm: nm trips over the LLVM bitcode plugin on Rust objects.
-	adefs=$(readelf -sW "$archive" 2>/dev/null | awk '$5 == "GLOBAL" && $7 != "UND" && $4 == "FUNC" { print $8 }' | sort -u)
+	# A default-versioned definition is named `io_x@@NODE` in an object (as in
+	# libaio's own libaio.a); a static link resolves `io_x` to it.
+	adefs=$(readelf -sW "$archive" 2>/dev/null | awk '$5 == "GLOBAL" && $7 != "UND" && $4 == "FUNC" { print $8 }' |
+		sed 's/@@.*//' | sort -u)
 	missing=""
 	for name in $(sed 's/@.*//' <<<"$ours" | sort -u); do
 		grep -qxF "$name" <<<"$adefs" || missing="$missing $name"
