@@ -13,7 +13,8 @@
 # Prints Pass/Fail/Skip per way; exits non-zero on any failure.
 #
 # libaio's source: $LIBAIO_SRC, else /tmp/libaio-src/libaio-0.3.113 if
-# present, else `apt-get source libaio` (needs a deb-src entry, see .ci/run).
+# present, else (or with LIBAIO_SRC=apt) `apt-get source libaio` (needs a
+# deb-src entry, see .ci/run).
 set -uo pipefail
 . "$(dirname "$0")/lib.sh"
 need_built
@@ -27,7 +28,7 @@ src=${LIBAIO_SRC:-}
 if [ -z "$src" ] && [ -d /tmp/libaio-src/libaio-0.3.113/harness/cases ]; then
 	src=/tmp/libaio-src/libaio-0.3.113
 fi
-if [ -z "$src" ]; then
+if [ -z "$src" ] || [ "$src" = apt ]; then
 	need_cmd apt-get dpkg-source
 	echo "harness: fetching libaio source with apt-get source"
 	(cd "$work" && apt-get source -q libaio >"$work/apt-source.log" 2>&1) || {
