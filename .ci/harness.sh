@@ -55,8 +55,9 @@ grand_fail=0
 # run_one WAY DIR PROG: runs one case with runtests.sh (libaio's runner, so
 # its exit-code meaning is libaio's: 0 pass, 3 skip, else fail).
 run_one() {
-	local way=$1 dir=$2 prog=$3 rc out t0 aio_before
+	local way=$1 dir=$2 prog=$3 rc out t0 aio_before others_before
 	aio_before=$(cat /proc/sys/fs/aio-nr 2>/dev/null)
+	others_before=$(other_aio_users)
 	t0=$(now)
 	out=$(cd "$dir" && run_env_$way timeout -k 10 "$per_test_timeout" ./runtests.sh "$prog" 2>&1)
 	rc=$?
@@ -83,7 +84,8 @@ run_one() {
 		grep -vE '^(Test run|Starting|Completed|Pass:)' <<<"$out" | tail -15 | sed 's/^/      | /'
 		# aio-nr is system-wide: other processes' contexts starve tests such
 		# as 18.t and 20.t (20.t needs all of aio-max-nr).  Say so; still a failure.
-		echo "      (system-wide /proc/sys/fs/aio-nr: ${aio_before:-?} before this test, $(cat /proc/sys/fs/aio-nr 2>/dev/null) after; other AIO users: $(other_aio_users))"
+		echo "      (system-wide /proc/sys/fs/aio-nr: ${aio_before:-?} before this test, $(cat /proc/sys/fs/aio-nr 2>/dev/null) after;"
+		echo "       other AIO users before:$others_before; after:$(other_aio_users))"
 	fi
 }
 
@@ -92,6 +94,10 @@ other_aio_users() {
 	local p n=""
 	for p in $(grep -l '/\[aio\]' /proc/[0-9]*/maps 2>/dev/null | cut -d/ -f3); do
 		[ "$p" = $$ ] || n="$n $p($(cat /proc/$p/comm 2>/dev/null))"
+	done
+	# Other copies of libaio's harness (another checkout) compete the most.
+	for p in $(pgrep -f 'cases/[0-9]+\.p' 2>/dev/null); do
+		[ "$(readlink /proc/$p/cwd 2>/dev/null)" = "$dir" ] || n="$n $p(harness in $(readlink /proc/$p/cwd 2>/dev/null))"
 	done
 	echo "${n:- none seen}"
 }
