@@ -29,7 +29,7 @@ job() {
 	t0=$(now)
 	preloaded "$work/ld-$name" fio --output-format=json --output="$work/$name.json" \
 		--name="$name" --directory="$work" --filename_format='$jobname.$jobnum.dat' --ioengine=libaio --size="$size" \
-		--bs=4k --rw=randwrite --verify=crc32c --verify_fatal=1 --do_verify=1 "$@" \
+		--bs=4k --rw=randwrite --verify=crc32c --verify_fatal=1 --do_verify=1 --verify_state_save=0 "$@" \
 		>"$work/$name.log" 2>&1
 	rc=$?
 	local err wbytes rbytes line
