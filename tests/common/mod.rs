@@ -140,11 +140,21 @@ pub fn temp_dir(name: &str) -> PathBuf {
     dir
 }
 
+/// `program arg arg ...` of a command (its `Debug` form lists the whole
+/// environment when the cc crate set it up).
+pub fn show(cmd: &Command) -> String {
+    std::iter::once(cmd.get_program())
+        .chain(cmd.get_args())
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// Run a command and return `Err(message with its output)` if it fails.
 pub fn run_ok(cmd: &mut Command, what: &str) -> Result<String, String> {
     let out = cmd
         .output()
-        .map_err(|e| format!("{what}: cannot run {cmd:?}: {e}"))?;
+        .map_err(|e| format!("{what}: cannot run {}: {e}", show(cmd)))?;
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -153,7 +163,11 @@ pub fn run_ok(cmd: &mut Command, what: &str) -> Result<String, String> {
     if out.status.success() {
         Ok(text)
     } else {
-        Err(format!("{what} failed ({}): {cmd:?}\n{text}", out.status))
+        Err(format!(
+            "{what} failed ({}): {}\n{text}",
+            out.status,
+            show(cmd)
+        ))
     }
 }
 
@@ -185,7 +199,7 @@ pub fn run_with_limit(cmd: &mut Command, dir: &Path, limit: Duration) -> Outcome
         .stdout(Stdio::from(log))
         .stderr(Stdio::from(log2))
         .spawn()
-        .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
+        .unwrap_or_else(|e| panic!("spawn {}: {e}", show(cmd)));
     let status = loop {
         if let Some(s) = child.try_wait().expect("wait") {
             break Some(s);
