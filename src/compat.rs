@@ -115,36 +115,43 @@ core::arch::global_asm!(
 );
 
 // Default versions of libaio's own symbols.
+//
+// `@@@` (not `@@`): the assembler *renames* the symbol to `name@@NODE`
+// instead of adding a second symbol next to `name`.  With `@@`, an object
+// holding both `io_submit` and `io_submit@@LIBAIO_0.1` cannot be linked
+// statically (libaio.a): without a version script ld reads the versioned
+// name as another definition of `io_submit` ("multiple definition").  The
+// shared library's dynamic symbol table is the same either way.
 core::arch::global_asm!(
-    ".symver io_queue_init, io_queue_init@@LIBAIO_0.1",
-    ".symver io_queue_run, io_queue_run@@LIBAIO_0.1",
-    ".symver io_queue_release, io_queue_release@@LIBAIO_0.1",
-    ".symver io_submit, io_submit@@LIBAIO_0.1",
-    ".symver io_setup, io_setup@@LIBAIO_0.4",
-    ".symver io_destroy, io_destroy@@LIBAIO_0.4",
-    ".symver io_cancel, io_cancel@@LIBAIO_0.4",
-    ".symver io_getevents, io_getevents@@LIBAIO_0.4",
-    ".symver io_queue_wait, io_queue_wait@@LIBAIO_0.4",
-    ".symver io_pgetevents, io_pgetevents@@LIBAIO_0.5",
+    ".symver io_queue_init, io_queue_init@@@LIBAIO_0.1",
+    ".symver io_queue_run, io_queue_run@@@LIBAIO_0.1",
+    ".symver io_queue_release, io_queue_release@@@LIBAIO_0.1",
+    ".symver io_submit, io_submit@@@LIBAIO_0.1",
+    ".symver io_setup, io_setup@@@LIBAIO_0.4",
+    ".symver io_destroy, io_destroy@@@LIBAIO_0.4",
+    ".symver io_cancel, io_cancel@@@LIBAIO_0.4",
+    ".symver io_getevents, io_getevents@@@LIBAIO_0.4",
+    ".symver io_queue_wait, io_queue_wait@@@LIBAIO_0.4",
+    ".symver io_pgetevents, io_pgetevents@@@LIBAIO_0.5",
 );
 
 // Functions that are new in the exported ABI (libaio has them only as
-// `static inline`, or not at all).
+// `static inline`, or not at all).  `@@@` as above.
 core::arch::global_asm!(
-    ".symver io_prep_pread, io_prep_pread@@LIBAIO_RS_1.0",
-    ".symver io_prep_pwrite, io_prep_pwrite@@LIBAIO_RS_1.0",
-    ".symver io_prep_preadv, io_prep_preadv@@LIBAIO_RS_1.0",
-    ".symver io_prep_pwritev, io_prep_pwritev@@LIBAIO_RS_1.0",
-    ".symver io_prep_preadv2, io_prep_preadv2@@LIBAIO_RS_1.0",
-    ".symver io_prep_pwritev2, io_prep_pwritev2@@LIBAIO_RS_1.0",
-    ".symver io_prep_preadvm, io_prep_preadvm@@LIBAIO_RS_1.0",
-    ".symver io_prep_pwritevm, io_prep_pwritevm@@LIBAIO_RS_1.0",
-    ".symver io_prep_fsync, io_prep_fsync@@LIBAIO_RS_1.0",
-    ".symver io_prep_fdsync, io_prep_fdsync@@LIBAIO_RS_1.0",
-    ".symver io_prep_poll, io_prep_poll@@LIBAIO_RS_1.0",
-    ".symver io_set_callback, io_set_callback@@LIBAIO_RS_1.0",
-    ".symver io_set_eventfd, io_set_eventfd@@LIBAIO_RS_1.0",
-    ".symver io_poll, io_poll@@LIBAIO_RS_1.0",
-    ".symver io_fsync, io_fsync@@LIBAIO_RS_1.0",
-    ".symver io_fdsync, io_fdsync@@LIBAIO_RS_1.0",
+    ".symver io_prep_pread, io_prep_pread@@@LIBAIO_RS_1.0",
+    ".symver io_prep_pwrite, io_prep_pwrite@@@LIBAIO_RS_1.0",
+    ".symver io_prep_preadv, io_prep_preadv@@@LIBAIO_RS_1.0",
+    ".symver io_prep_pwritev, io_prep_pwritev@@@LIBAIO_RS_1.0",
+    ".symver io_prep_preadv2, io_prep_preadv2@@@LIBAIO_RS_1.0",
+    ".symver io_prep_pwritev2, io_prep_pwritev2@@@LIBAIO_RS_1.0",
+    ".symver io_prep_preadvm, io_prep_preadvm@@@LIBAIO_RS_1.0",
+    ".symver io_prep_pwritevm, io_prep_pwritevm@@@LIBAIO_RS_1.0",
+    ".symver io_prep_fsync, io_prep_fsync@@@LIBAIO_RS_1.0",
+    ".symver io_prep_fdsync, io_prep_fdsync@@@LIBAIO_RS_1.0",
+    ".symver io_prep_poll, io_prep_poll@@@LIBAIO_RS_1.0",
+    ".symver io_set_callback, io_set_callback@@@LIBAIO_RS_1.0",
+    ".symver io_set_eventfd, io_set_eventfd@@@LIBAIO_RS_1.0",
+    ".symver io_poll, io_poll@@@LIBAIO_RS_1.0",
+    ".symver io_fsync, io_fsync@@@LIBAIO_RS_1.0",
+    ".symver io_fdsync, io_fdsync@@@LIBAIO_RS_1.0",
 );
