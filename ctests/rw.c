@@ -117,7 +117,7 @@ int main(void)
 	io_prep_preadv(&cb, fd, iov, 1025, 0);
 	CHECK_EQ(run1(&cb, &ev), -EINVAL);
 
-	/* pwritev2 with RWF_DSYNC, preadv2 with RWF_HIPRI-free flags 0. */
+	/* pwritev2 with RWF_DSYNC, preadv2 with flags 0. */
 	memset(b, 0x33, 512);
 	iov[0].iov_base = b;
 	iov[0].iov_len = 512;
