@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -337,6 +338,20 @@ static void getevents_scenarios(int fd)
 	R("io_submit(2)", io_submit(ctx, 2, list));
 	usleep(20000);
 	R("io_getevents(NULL events, pending)", io_getevents(ctx, 1, 4, NULL, &zero));
+	{
+		/* Unwritable events buffers with events pending: -EFAULT, and
+		 * the events stay in the ring. */
+		void *ro = mmap(NULL, 4096, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		void *gone = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (ro == MAP_FAILED || gone == MAP_FAILED)
+			abort();
+		munmap(gone, 4096);
+		R("io_getevents(read-only events, pending)", io_getevents(ctx, 1, 4, ro, &five));
+		R("io_getevents(read-only events, zero)", io_getevents(ctx, 0, 4, ro, &zero));
+		R("io_getevents(unmapped events, pending)", io_getevents(ctx, 1, 4, gone, &five));
+		R("io_pgetevents(unmapped events, zero)", io_pgetevents(ctx, 0, 4, gone, &zero, NULL));
+		munmap(ro, 4096);
+	}
 	R("io_getevents(min 3 > nr 2, pending)", io_getevents(ctx, 3, 2, ev, &zero));
 	R("io_getevents(nr 0, pending)", io_getevents(ctx, 0, 0, ev, &zero));
 	R("io_getevents(1 of 2)", io_getevents(ctx, 1, 1, ev, &zero));
