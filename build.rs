@@ -52,9 +52,13 @@ const AFTER_INCLUDES: &str = "
 #define LIBAIO_RS_32BIT 1
 #elif !defined(__SIZEOF_LONG__) && !defined(__LP64__) && !defined(_LP64)
 #define LIBAIO_RS_32BIT 1
+#else
+#define LIBAIO_RS_64BIT 1
 #endif
 #if defined(__BYTE_ORDER__) && defined(__ORDER_BIG_ENDIAN__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
 #define LIBAIO_RS_BIG_ENDIAN 1
+#else
+#define LIBAIO_RS_LITTLE_ENDIAN 1
 #endif
 ";
 

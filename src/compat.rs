@@ -135,7 +135,7 @@ core::arch::global_asm!(
 );
 
 // Functions that are new in the exported ABI (libaio has them only as
-// `static inline`, or not at all).
+// `static inline`, or not at all).  `@@@` as above.
 core::arch::global_asm!(
     ".symver io_prep_pread, io_prep_pread@@@LIBAIO_RS_1.0",
     ".symver io_prep_pwrite, io_prep_pwrite@@@LIBAIO_RS_1.0",

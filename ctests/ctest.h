@@ -1,0 +1,174 @@
+/*
+ * ctest.h: a tiny check library for the C tests in ctests/ (see
+ * tests/ctests.rs for how they are built and run).
+ *
+ * Each CHECK prints one line ("ok ..." or "FAIL ..."); ctest_finish()
+ * prints "N passed, M failed" and returns the exit code for main().
+ * Exit code 77 means "skipped" (ctest_skip()).
+ */
+#ifndef CTEST_H
+#define CTEST_H
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+static int ctest_passed;
+static int ctest_failed;
+
+/* The errno value planted before a call that must not touch errno. */
+#define CTEST_ERRNO_CANARY 12345
+
+static inline void ctest_report(int ok, const char *file, int line, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static inline void ctest_report(int ok, const char *file, int line, const char *fmt, ...)
+{
+	va_list ap;
+	if (ok)
+		ctest_passed++;
+	else
+		ctest_failed++;
+	printf("%s %s:%d: ", ok ? "ok  " : "FAIL", file, line);
+	va_start(ap, fmt);
+	vprintf(fmt, ap);
+	va_end(ap);
+	putchar('\n');
+	fflush(stdout);
+}
+
+/* CHECK(cond): cond must be true. */
+#define CHECK(cond) ctest_report(!!(cond), __FILE__, __LINE__, "%s", #cond)
+
+/* CHECK_EQ(a, b): both sides are compared as long long. */
+#define CHECK_EQ(a, b)                                                              \
+	do {                                                                        \
+		long long ctest_a_ = (long long)(a), ctest_b_ = (long long)(b);     \
+		ctest_report(ctest_a_ == ctest_b_, __FILE__, __LINE__,              \
+			     "%s == %s (got %lld, expected %lld)", #a, #b, ctest_a_, \
+			     ctest_b_);                                             \
+	} while (0)
+
+/* CHECK_NE(a, b): both sides are compared as long long. */
+#define CHECK_NE(a, b)                                                              \
+	do {                                                                        \
+		long long ctest_a_ = (long long)(a), ctest_b_ = (long long)(b);     \
+		ctest_report(ctest_a_ != ctest_b_, __FILE__, __LINE__,              \
+			     "%s != %s (both %lld)", #a, #b, ctest_a_);             \
+	} while (0)
+
+/*
+ * CHECK_RET(call, expected): `call` returns `expected` AND leaves errno
+ * untouched (libaio's convention: errors are returned as -errno).
+ */
+#define CHECK_RET(call, expected)                                                   \
+	do {                                                                        \
+		long long ctest_r_, ctest_x_ = (long long)(expected);               \
+		int ctest_e_;                                                       \
+		errno = CTEST_ERRNO_CANARY;                                         \
+		ctest_r_ = (long long)(call);                                       \
+		ctest_e_ = errno;                                                   \
+		ctest_report(ctest_r_ == ctest_x_ && ctest_e_ == CTEST_ERRNO_CANARY, \
+			     __FILE__, __LINE__,                                    \
+			     "%s == %s (got %lld, expected %lld; errno %d%s)", #call, \
+			     #expected, ctest_r_, ctest_x_, ctest_e_,               \
+			     ctest_e_ == CTEST_ERRNO_CANARY ? " untouched" : " CHANGED"); \
+	} while (0)
+
+/* Abort the test (counts as a failure) when a precondition does not hold. */
+#define REQUIRE(cond)                                                               \
+	do {                                                                        \
+		if (!(cond)) {                                                      \
+			ctest_report(0, __FILE__, __LINE__, "required: %s (errno %d: %s)", \
+				     #cond, errno, strerror(errno));                \
+			return ctest_finish();                                      \
+		}                                                                   \
+	} while (0)
+
+static inline int ctest_finish(void)
+{
+	printf("%d passed, %d failed\n", ctest_passed, ctest_failed);
+	fflush(stdout);
+	return ctest_failed == 0 && ctest_passed > 0 ? 0 : 1;
+}
+
+/* Skip the whole program (exit 77) with a reason. */
+static inline void ctest_skip(const char *why)
+{
+	printf("SKIP: %s\n", why);
+	fflush(stdout);
+	exit(77);
+}
+
+/* Monotonic clock in nanoseconds. */
+static inline long long ctest_now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+/*
+ * Create (truncate) a file `name` in the current directory (the runner's
+ * fresh temp dir) holding `size` bytes of the pattern byte i*7+seed, and
+ * open it with `flags`.  Returns the fd or -1.
+ */
+static inline int ctest_file(const char *name, size_t size, int seed, int flags)
+{
+	int fd = open(name, O_CREAT | O_TRUNC | O_RDWR, 0644);
+	size_t i;
+	if (fd < 0)
+		return -1;
+	if (size) {
+		unsigned char *p = malloc(size);
+		if (!p) {
+			close(fd);
+			return -1;
+		}
+		for (i = 0; i < size; i++)
+			p[i] = (unsigned char)(i * 7 + (size_t)seed);
+		if (pwrite(fd, p, size, 0) != (ssize_t)size) {
+			free(p);
+			close(fd);
+			return -1;
+		}
+		free(p);
+	}
+	close(fd);
+	return open(name, flags);
+}
+
+/* The pattern byte ctest_file() put at offset `off`. */
+static inline unsigned char ctest_pattern(size_t off, int seed)
+{
+	return (unsigned char)(off * 7 + (size_t)seed);
+}
+
+/* A buffer of `size` bytes aligned to `align` (for O_DIRECT), or NULL. */
+static inline void *ctest_aligned(size_t align, size_t size)
+{
+	void *p = NULL;
+	if (posix_memalign(&p, align, size))
+		return NULL;
+	memset(p, 0, size);
+	return p;
+}
+
+/*
+ * Open `name` (created with `size` pattern bytes) with O_DIRECT.  Skips the
+ * program if the file system refuses O_DIRECT.
+ */
+static inline int ctest_direct_file(const char *name, size_t size, int seed, int flags)
+{
+	int fd = ctest_file(name, size, seed, flags | O_DIRECT);
+	if (fd < 0 && errno == EINVAL)
+		ctest_skip("O_DIRECT not supported here");
+	return fd;
+}
+
+#endif /* CTEST_H */
