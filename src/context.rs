@@ -44,6 +44,11 @@ pub struct Context {
     generation: AtomicU32,
     /// `nr_events` the context was created with (the caller's request).
     pub max_events: AtomicU32,
+    /// Protection-information format for emulated `IO_CMD_P*VM` iocbs
+    /// (`pi::encode_format`; 0 = the default).  Set by `io_set_pi_format`,
+    /// read at submit time; `Relaxed` is enough: it is a single word, and
+    /// an iocb submitted concurrently with the change may use either value.
+    pub pi_format: AtomicU32,
 }
 
 impl Context {
@@ -52,6 +57,7 @@ impl Context {
             key: AtomicUsize::new(0),
             generation: AtomicU32::new(0),
             max_events: AtomicU32::new(0),
+            pi_format: AtomicU32::new(0),
         }
     }
 
@@ -130,6 +136,7 @@ pub fn register(ctx: usize, max_events: u32) {
             }
             slot.generation.store(gen, Ordering::Relaxed);
             slot.max_events.store(max_events, Ordering::Relaxed);
+            slot.pi_format.store(0, Ordering::Relaxed);
             slot.key.store(ctx, Ordering::Release);
             return;
         }
@@ -203,7 +210,10 @@ mod tests {
         let mut status = 0;
         // SAFETY: waiting for our own child.
         assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
-        assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "child saw the parent's context");
+        assert!(
+            libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+            "child saw the parent's context"
+        );
         assert!(lookup(a).is_some(), "the parent keeps its context");
         unregister(a);
     }

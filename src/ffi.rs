@@ -346,6 +346,28 @@ pub unsafe extern "C" fn io_prep_pwritevm(
     }
 }
 
+/// Choose the protection-information format that PI iocbs
+/// (`io_prep_preadvm`/`io_prep_pwritevm`) submitted to `ctx` from now on use
+/// when the library emulates them: `format` is one of `IO_PI_*`, `interval`
+/// the bytes of data per tuple (512 or 4096).  The default is
+/// `IO_PI_T10_DIF_TYPE1_CRC` with 512.  A kernel with DIX passthrough uses
+/// the device's own format instead.
+///
+/// Returns 0, or `-EINVAL` for an unknown format or interval, or a context
+/// not created by this library in this process.
+///
+/// # Safety
+/// Any argument values are safe: `ctx` is only looked up, never dereferenced
+/// unless this library created it.
+#[no_mangle]
+pub unsafe extern "C" fn io_set_pi_format(
+    ctx: io_context_t,
+    format: c_int,
+    interval: core::ffi::c_uint,
+) -> c_int {
+    guard(|| crate::pi::set_format(ctx as usize, format, interval))
+}
+
 /// Prepare an `fsync`.
 ///
 /// # Safety

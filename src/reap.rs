@@ -58,13 +58,15 @@ pub fn getevents(
     if empty_and_nonblocking(ctx, min_nr, nr, timeout) {
         return 0;
     }
-    sys::to_int(sys::io_getevents(
+    let n = sys::to_int(sys::io_getevents(
         ctx,
         min_nr,
         nr,
         events as usize,
         timeout as usize,
-    ))
+    ));
+    crate::pi::complete(ctx, events, n); // PI hook: translate emulated PI events.
+    n
 }
 
 /// `io_pgetevents(ctx, min_nr, nr, events, timeout, sigmask)`: the mask is
@@ -101,7 +103,7 @@ pub fn pgetevents(
             ss: sigmask as usize as _,
             ss_len: KERNEL_SIGSET_SIZE as _,
         };
-        return sys::to_int(sys::io_pgetevents(
+        let n = sys::to_int(sys::io_pgetevents(
             ctx,
             min_nr,
             nr,
@@ -109,6 +111,10 @@ pub fn pgetevents(
             timeout as usize,
             &compat as *const _ as usize,
         ));
+        crate::pi::complete(ctx, events, n); // PI hook: translate emulated PI events.
+        return n;
     }
-    sys::to_int(r)
+    let n = sys::to_int(r);
+    crate::pi::complete(ctx, events, n); // PI hook: translate emulated PI events.
+    n
 }

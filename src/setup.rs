@@ -32,6 +32,8 @@ pub fn setup_local(maxevents: i32) -> Result<io_context_t, i32> {
 pub fn destroy(ctx: usize) -> i32 {
     let r = sys::io_destroy(ctx);
     if r == 0 {
+        // Every in-flight request has finished: free emulated-PI records.
+        crate::pi::context_destroyed(ctx);
         context::unregister(ctx);
     }
     sys::to_int(r)

@@ -1,0 +1,595 @@
+//! Emulation of `IO_CMD_PREADVM`/`IO_CMD_PWRITEVM` on kernels without DIX
+//! passthrough, through the kernel's own AIO ring.
+//!
+//! # How an emulated iocb travels
+//!
+//! 1. `submit::submit` issues the plain `io_submit(2)`.  Only if the kernel
+//!    accepted fewer than `nr` does [`submit_rest`] run.  A kernel that
+//!    accepted opcodes 9/10 (DIX passthrough) never gets here for them.
+//! 2. [`submit_rest`] learns the error of the first refused iocb; if it is
+//!    `-EINVAL` and the iocb is a PI iocb, it validates it (the patch's
+//!    rules), builds a [`Record`] and submits a *shadow* iocb in its place:
+//!    `PREADV` into the caller's data buffers, `PWRITEV` from a verified
+//!    bounce copy, or — for a write whose PI does not verify — a `POLL` on a
+//!    fresh, readable eventfd, which completes at once and becomes
+//!    `res = -EILSEQ`.  Then it goes on with the rest of the batch.
+//! 3. Every batch of reaped events passes through [`complete`], which
+//!    recognises shadow events by their `obj` (the address of a shadow iocb
+//!    in a live record), computes read PI into the caller's PI buffer, and
+//!    rewrites the event to `obj` = caller's iocb, `data` = caller's data.
+//!
+//! Ordering, blocking, threads and exactly-once delivery are the kernel's:
+//! each shadow completion is handed to exactly one reaper, which alone
+//! removes its record and translates it.
+//!
+//! # Shared state and its synchronisation
+//!
+//! * [`LIVE`]: a mutex-protected map from shadow-iocb address to its
+//!   record (owned, as a raw `Box` pointer).  Inserted before the shadow is
+//!   submitted, removed by the one reaper that got its event (or by
+//!   `io_destroy`'s clean-up, or on a failed submission).  A record is only
+//!   dereferenced by whoever removed it from the map, or under the lock.
+//! * [`IN_FLIGHT`]: number of records in [`LIVE`].  The reap hook's only
+//!   cost for plain users is one `Relaxed` load of it.  `Relaxed` suffices:
+//!   the increment precedes (in program order) the `io_submit` of the
+//!   shadow, and a reaper can only obtain the shadow's event after the
+//!   kernel posted it, which is ordered after that submission by the
+//!   kernel's own locking; so by coherence a reaper holding a shadow event
+//!   reads a value that includes its record's increment (the matching
+//!   decrement is done by that same reaper, later).
+
+use crate::abi::{io_event, io_iocb_cmd, iocb};
+use crate::context::{self, Context};
+use crate::pi::format::Format;
+use crate::pi::format_of;
+use crate::sys;
+use core::ffi::{c_long, c_void};
+use core::ptr::NonNull;
+use core::sync::atomic::{AtomicUsize, Ordering};
+use std::alloc::Layout;
+use std::collections::BTreeMap;
+use std::sync::{Mutex, MutexGuard};
+
+/// The kernel's `UIO_MAXIOV`.
+const UIO_MAXIOV: u64 = 1024;
+/// The kernel's `MAX_RW_COUNT` (`INT_MAX & PAGE_MASK`); larger PI I/O is
+/// refused rather than bounced.
+const MAX_RW_COUNT: usize = 0x7FFF_F000;
+/// Alignment of write bounce buffers (satisfies any `O_DIRECT` rule).
+const BOUNCE_ALIGN: usize = 4096;
+
+/// Number of live records (see the module documentation).
+static IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
+
+/// Live records by shadow-iocb address.
+static LIVE: Mutex<BTreeMap<usize, RecordPtr>> = Mutex::new(BTreeMap::new());
+
+/// An owned `Box<Record>` kept as a raw pointer, so that the kernel may
+/// write to the shadow iocb inside it (its `aio_key`) without aliasing a
+/// Rust reference.
+struct RecordPtr(*mut Record);
+// SAFETY: a record is owned by exactly one party at a time (the map under
+// its lock, or whoever removed it), so moving it between threads is fine.
+unsafe impl Send for RecordPtr {}
+
+fn live() -> MutexGuard<'static, BTreeMap<usize, RecordPtr>> {
+    // The library aborts on panic, so the lock cannot really be poisoned.
+    LIVE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// What to do with a shadow's completion.
+enum Kind {
+    /// Compute PI over the data read into the caller's buffers.
+    Read {
+        /// The caller's data iovecs (our copy; the shadow points at it).
+        data: Vec<libc::iovec>,
+        /// The caller's PI buffer (validated writable at submit).
+        pi_addr: usize,
+        format: Format,
+        /// Interval number of the first interval.
+        seed: u64,
+    },
+    /// Data was verified and written from `bounce`.
+    Write { _bounce: Bounce },
+    /// The PI did not verify: report `-EILSEQ`.
+    Rejected,
+}
+
+/// One emulated iocb.
+struct Record {
+    /// The iocb the kernel knows; its address is the event's `obj`.
+    shadow: iocb,
+    /// The iovec of a write's shadow (the bounce buffer).
+    one_iov: libc::iovec,
+    /// The context it was submitted to (for `io_destroy`'s clean-up).
+    ctx: usize,
+    /// The caller's iocb and `aio_data`, restored into the event.
+    user_iocb: *mut iocb,
+    user_data: *mut c_void,
+    kind: Kind,
+}
+
+/// An aligned heap buffer for `O_DIRECT` writes.
+struct Bounce {
+    ptr: NonNull<u8>,
+    layout: Layout,
+    len: usize,
+}
+
+impl Bounce {
+    fn new(len: usize) -> Option<Bounce> {
+        let layout = Layout::from_size_align(len.max(1), BOUNCE_ALIGN).ok()?;
+        // SAFETY: `layout` has a non-zero size.  Zeroed so that it is
+        // initialised memory before we form a slice over it.
+        let ptr = NonNull::new(unsafe { std::alloc::alloc_zeroed(layout) })?;
+        Some(Bounce { ptr, layout, len })
+    }
+
+    fn as_mut_slice(&mut self) -> &mut [u8] {
+        // SAFETY: `len <= layout.size()` initialised bytes we own.
+        unsafe { core::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl Drop for Bounce {
+    fn drop(&mut self) {
+        // SAFETY: allocated in `new` with this layout.
+        unsafe { std::alloc::dealloc(self.ptr.as_ptr(), self.layout) }
+    }
+}
+
+// SAFETY: the buffer is plain bytes owned by the record.
+unsafe impl Send for Bounce {}
+
+/// What became of the first refused iocb.
+enum Outcome {
+    /// Not a PI iocb: the kernel's `-EINVAL` stands.
+    NotPi,
+    /// A PI iocb refused with this error.
+    Refused(i32),
+    /// A PI iocb accepted (its shadow is in flight).
+    Submitted,
+}
+
+/// The ring's `nr` (= the kernel's `ctx->nr_events`, to which it clamps a
+/// submission's `nr`).
+fn ring_nr(c: &Context) -> Option<u32> {
+    crate::ring::Ring::of(c)?;
+    let addr = c.ring_addr() + core::mem::offset_of!(crate::abi::AioRingHeader, nr);
+    // SAFETY: `c` is a registered, live context, so its ring header (32
+    // naturally aligned bytes) is mapped; the kernel may write it, so it is
+    // read as an atomic.
+    Some(unsafe { &*(addr as *const core::sync::atomic::AtomicU32) }.load(Ordering::Relaxed))
+}
+
+/// The slow path of `io_submit`: the kernel accepted `first` (< `nr`) of
+/// the batch, or refused its first iocb with `first < 0`.  Emulates PI
+/// iocbs the kernel refused with `-EINVAL` and submits the rest of the
+/// batch; returns what the caller sees: the number accepted, or the error
+/// of the first iocb if none was.
+#[cold]
+pub fn submit_rest(ctx: usize, nr: c_long, iocbpp: *mut *mut iocb, first: c_long) -> c_long {
+    let Some(c) = context::lookup(ctx) else {
+        return first;
+    };
+    let clamp = ring_nr(c).map_or(c_long::MAX, |n| n as c_long);
+    let mut accepted: c_long = 0;
+    let mut asked = nr;
+    let mut r = first;
+    loop {
+        if r > 0 {
+            accepted += r;
+            // Done, or the kernel clamped the batch to the ring size (it
+            // does not report an error then): stop as it would.
+            if accepted >= nr || (r < asked && r == asked.min(clamp)) {
+                return accepted;
+            }
+        } else if r == -(libc::EINVAL as c_long) {
+            let at = iocbpp as usize + accepted as usize * core::mem::size_of::<usize>();
+            match try_emulate(c, ctx, at) {
+                Outcome::Submitted => {
+                    accepted += 1;
+                    if accepted >= nr {
+                        return accepted;
+                    }
+                }
+                Outcome::NotPi => return if accepted > 0 { accepted } else { r },
+                Outcome::Refused(e) => {
+                    return if accepted > 0 { accepted } else { e as c_long };
+                }
+            }
+        } else {
+            // Another error (or 0, which the kernel returns only for nr 0).
+            return if accepted > 0 { accepted } else { r };
+        }
+        // Submit what is left: either the rest after an emulated iocb, or,
+        // after a partial batch, to learn the refused iocb's error (the
+        // kernel reports only the count).  If it is now accepted after all
+        // (a transient -EAGAIN), it simply counts as accepted.
+        asked = nr - accepted;
+        // SAFETY: pointer arithmetic only; the kernel validates the array.
+        let rest = unsafe { iocbpp.add(accepted as usize) };
+        r = sys::io_submit(ctx, asked, rest as usize);
+    }
+}
+
+/// Read a `T` from caller memory, kernel-checked.
+fn read_user<T: Copy>(addr: usize, zero: T) -> Option<T> {
+    let mut v = zero;
+    // SAFETY: viewing our own `Copy` value as bytes to fill it; every type
+    // used here (pointers, iocb) is valid for any bit pattern.
+    let bytes = unsafe {
+        core::slice::from_raw_parts_mut(&mut v as *mut T as *mut u8, core::mem::size_of::<T>())
+    };
+    (sys::copy_from_user(bytes, addr) == 0).then_some(v)
+}
+
+/// Validate the PI iocb at `*slot` and submit its shadow.
+fn try_emulate(c: &Context, ctx: usize, slot: usize) -> Outcome {
+    // The kernel read both already (it answered -EINVAL, not -EFAULT); we
+    // still read them kernel-checked, in case another thread unmapped them.
+    let Some(user_iocb) = read_user::<*mut iocb>(slot, core::ptr::null_mut()) else {
+        return Outcome::NotPi;
+    };
+    let Some(io) = read_user::<iocb>(user_iocb as usize, iocb::zeroed()) else {
+        return Outcome::NotPi;
+    };
+    let is_read = io.aio_lio_opcode == io_iocb_cmd::IO_CMD_PREADVM as i16;
+    let is_write = io.aio_lio_opcode == io_iocb_cmd::IO_CMD_PWRITEVM as i16;
+    if !is_read && !is_write {
+        return Outcome::NotPi;
+    }
+    match prepare(c, &io, is_read) {
+        Ok(rec) => submit_shadow(ctx, rec, user_iocb, &io),
+        Err(e) => Outcome::Refused(e),
+    }
+}
+
+/// Check a PI iocb as the DIX patch does, and build its record.
+fn prepare(c: &Context, io: &iocb, is_read: bool) -> Result<Box<Record>, i32> {
+    const EINVAL: i32 = -libc::EINVAL;
+    // SAFETY: reading the integer fields of the union: any bit pattern is
+    // valid for them.
+    let (iov_addr, iovcnt, offset, reserved2) = unsafe {
+        (
+            io.u.c.buf as usize,
+            io.u.c.nbytes as u64,
+            io.u.c.offset,
+            io.u.c.__pad3,
+        )
+    };
+    if reserved2 != 0 {
+        return Err(EINVAL);
+    }
+    // The fd: open (the kernel checked), for the right direction, O_DIRECT.
+    let fl = sys::fcntl_getfl(io.aio_fildes);
+    if fl < 0 {
+        return Err(fl as i32);
+    }
+    let fl = fl as i32;
+    let mode = fl & libc::O_ACCMODE;
+    let can = if is_read {
+        mode == libc::O_RDONLY || mode == libc::O_RDWR
+    } else {
+        mode == libc::O_WRONLY || mode == libc::O_RDWR
+    };
+    if !can {
+        return Err(-libc::EBADF);
+    }
+    if fl & libc::O_DIRECT == 0 {
+        return Err(EINVAL);
+    }
+    if !(2..=UIO_MAXIOV).contains(&iovcnt) {
+        return Err(EINVAL);
+    }
+    // The caller's iovec array has not been seen by the kernel: copy it.
+    let mut iovs = vec![
+        libc::iovec {
+            iov_base: core::ptr::null_mut(),
+            iov_len: 0
+        };
+        iovcnt as usize
+    ];
+    {
+        // SAFETY: viewing our own iovec array as bytes to fill it; iovecs
+        // are a pointer and a length, valid for any bit pattern.
+        let bytes = unsafe {
+            core::slice::from_raw_parts_mut(
+                iovs.as_mut_ptr() as *mut u8,
+                iovs.len() * core::mem::size_of::<libc::iovec>(),
+            )
+        };
+        if sys::copy_from_user(bytes, iov_addr) != 0 {
+            return Err(-libc::EFAULT);
+        }
+    }
+    let pi = iovs.pop().expect("iovcnt >= 2");
+    let total = iovs
+        .iter()
+        .try_fold(0usize, |acc, v| acc.checked_add(v.iov_len))
+        .filter(|t| *t <= MAX_RW_COUNT)
+        .ok_or(EINVAL)?;
+    let format = format_of(c);
+    let iv = format.interval;
+    if pi.iov_len == 0 || offset < 0 || offset as u64 % iv as u64 != 0 || total % iv != 0 {
+        return Err(EINVAL);
+    }
+    let need = total / iv * format.tuple_size();
+    if pi.iov_len < need {
+        return Err(EINVAL);
+    }
+    let seed = offset as u64 / iv as u64;
+    let pi_addr = pi.iov_base as usize;
+
+    if is_read {
+        // Prove now that the tuples can be stored later (zeroing them).
+        static ZEROS: [u8; 4096] = [0; 4096];
+        let mut done = 0;
+        while done < need {
+            let k = (need - done).min(ZEROS.len());
+            if sys::copy_to_user(pi_addr + done, &ZEROS[..k]) != 0 {
+                return Err(-libc::EFAULT);
+            }
+            done += k;
+        }
+        return Ok(Box::new(Record {
+            shadow: iocb::zeroed(),
+            one_iov: libc::iovec {
+                iov_base: core::ptr::null_mut(),
+                iov_len: 0,
+            },
+            ctx: 0,
+            user_iocb: core::ptr::null_mut(),
+            user_data: core::ptr::null_mut(),
+            kind: Kind::Read {
+                data: iovs,
+                pi_addr,
+                format,
+                seed,
+            },
+        }));
+    }
+
+    // Write: copy exactly the bytes that will be written, then verify them.
+    let mut bounce = Bounce::new(total).ok_or(-libc::ENOMEM)?;
+    {
+        let buf = bounce.as_mut_slice();
+        let mut pos = 0;
+        for v in &iovs {
+            if sys::copy_from_user(&mut buf[pos..pos + v.iov_len], v.iov_base as usize) != 0 {
+                return Err(-libc::EFAULT);
+            }
+            pos += v.iov_len;
+        }
+    }
+    let mut tuples = vec![0u8; need];
+    if sys::copy_from_user(&mut tuples, pi_addr) != 0 {
+        return Err(-libc::EFAULT);
+    }
+    let ok = format.verify(bounce.as_mut_slice(), seed, &tuples).is_ok();
+    let one_iov = libc::iovec {
+        iov_base: bounce.ptr.as_ptr().cast(),
+        iov_len: total,
+    };
+    Ok(Box::new(Record {
+        shadow: iocb::zeroed(),
+        one_iov,
+        ctx: 0,
+        user_iocb: core::ptr::null_mut(),
+        user_data: core::ptr::null_mut(),
+        kind: if ok {
+            Kind::Write { _bounce: bounce }
+        } else {
+            Kind::Rejected
+        },
+    }))
+}
+
+/// Fill the shadow iocb, publish the record and submit the shadow.
+fn submit_shadow(ctx: usize, mut rec: Box<Record>, user_iocb: *mut iocb, io: &iocb) -> Outcome {
+    rec.ctx = ctx;
+    rec.user_iocb = user_iocb;
+    rec.user_data = io.data;
+    // SAFETY: reading integer union fields.
+    let (offset, flags, resfd) = unsafe { (io.u.c.offset, io.u.c.flags, io.u.c.resfd) };
+    let mut evfd = None;
+    let mut sh = iocb::zeroed();
+    match &rec.kind {
+        Kind::Rejected => {
+            // A poll on a fresh eventfd with count 1 completes at once.  A
+            // fresh fd per rejection: a cached one could have been closed
+            // (and its number reused) by the program.  The kernel holds its
+            // own reference to the file, so we close ours right after.
+            let fd = sys::eventfd(1, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK);
+            if fd < 0 {
+                return Outcome::Refused(fd as i32);
+            }
+            evfd = Some(fd as i32);
+            sh.aio_lio_opcode = io_iocb_cmd::IO_CMD_POLL as i16;
+            sh.aio_fildes = fd as i32;
+            sh.u.poll.events = libc::POLLIN as i32;
+            sh.u.c.flags = flags & crate::abi::IOCB_FLAG_RESFD;
+            sh.u.c.resfd = resfd;
+        }
+        Kind::Read { data, .. } => {
+            sh.aio_lio_opcode = io_iocb_cmd::IO_CMD_PREADV as i16;
+            sh.aio_fildes = io.aio_fildes;
+            sh.aio_rw_flags = io.aio_rw_flags;
+            sh.aio_reqprio = io.aio_reqprio;
+            sh.u.c.buf = data.as_ptr() as *mut c_void;
+            sh.u.c.nbytes = data.len() as _;
+            sh.u.c.offset = offset;
+            sh.u.c.flags = flags;
+            sh.u.c.resfd = resfd;
+        }
+        Kind::Write { .. } => {
+            sh.aio_lio_opcode = io_iocb_cmd::IO_CMD_PWRITEV as i16;
+            sh.aio_fildes = io.aio_fildes;
+            sh.aio_rw_flags = io.aio_rw_flags;
+            sh.aio_reqprio = io.aio_reqprio;
+            sh.u.c.buf = &rec.one_iov as *const libc::iovec as *mut c_void;
+            sh.u.c.nbytes = 1;
+            sh.u.c.offset = offset;
+            sh.u.c.flags = flags;
+            sh.u.c.resfd = resfd;
+        }
+    }
+    rec.shadow = sh;
+    let raw = Box::into_raw(rec);
+    // SAFETY: `raw` is the live allocation we just leaked; taking a field's
+    // address creates no reference.
+    let shadow = unsafe { core::ptr::addr_of_mut!((*raw).shadow) };
+    live().insert(shadow as usize, RecordPtr(raw));
+    IN_FLIGHT.fetch_add(1, Ordering::Relaxed);
+    let mut one = shadow;
+    let r = sys::io_submit(ctx, 1, &mut one as *mut *mut iocb as usize);
+    if let Some(fd) = evfd {
+        // SAFETY: closing the eventfd we created; the kernel keeps its own
+        // reference for the submitted poll.  close() of a valid fd does not
+        // fail, so errno is not disturbed.
+        unsafe { libc::close(fd) };
+    }
+    if r == 1 {
+        // From here on the record belongs to whoever reaps its event.
+        return Outcome::Submitted;
+    }
+    // Not submitted, so no event can exist: take it back.
+    if let Some(p) = live().remove(&(shadow as usize)) {
+        IN_FLIGHT.fetch_sub(1, Ordering::Relaxed);
+        // SAFETY: the pointer came from Box::into_raw and was just removed
+        // from the map, so we own it.
+        drop(unsafe { Box::from_raw(p.0) });
+    }
+    Outcome::Refused(if r < 0 { r as i32 } else { -libc::EAGAIN })
+}
+
+/// Translate the shadow events among the `n` events just reaped into
+/// `events` (see the module documentation).  Plain users pay one load.
+#[inline(always)]
+pub fn complete(events: *mut io_event, n: i32) {
+    if n > 0 && IN_FLIGHT.load(Ordering::Relaxed) != 0 {
+        complete_slow(events, n as usize);
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn complete_slow(events: *mut io_event, n: usize) {
+    // SAFETY: the kernel (or the ring reader) has just stored `n` events
+    // there, so the range is the caller's writable event array.
+    let evs = unsafe { core::slice::from_raw_parts_mut(events, n) };
+    let mut mine: Vec<(usize, RecordPtr)> = Vec::new();
+    {
+        let mut map = live();
+        if map.is_empty() {
+            return;
+        }
+        for (i, ev) in evs.iter().enumerate() {
+            if let Some(p) = map.remove(&(ev.obj as usize)) {
+                mine.push((i, p));
+            }
+        }
+    }
+    // The PI computation runs outside the lock: the records are ours now.
+    for (i, p) in mine {
+        IN_FLIGHT.fetch_sub(1, Ordering::Relaxed);
+        // SAFETY: removed from the map by us: we own the record.
+        let rec = unsafe { Box::from_raw(p.0) };
+        translate(&mut evs[i], &rec);
+    }
+}
+
+/// Rewrite a shadow's event into the caller's.
+fn translate(ev: &mut io_event, rec: &Record) {
+    ev.obj = rec.user_iocb;
+    ev.data = rec.user_data;
+    match &rec.kind {
+        Kind::Rejected => {
+            ev.res = (-(libc::EILSEQ as c_long)) as _;
+            ev.res2 = 0;
+        }
+        Kind::Write { .. } => {}
+        Kind::Read {
+            data,
+            pi_addr,
+            format,
+            seed,
+        } => {
+            let res = ev.res as c_long;
+            if res <= 0 {
+                return;
+            }
+            if let Err(e) = store_read_pi(data, res as usize, *pi_addr, format, *seed) {
+                ev.res = e as c_long as _;
+            }
+        }
+    }
+}
+
+/// Compute the tuples of the intervals actually read (the first
+/// `res / interval` intervals) and store them in the caller's PI buffer.
+fn store_read_pi(
+    data: &[libc::iovec],
+    res: usize,
+    pi_addr: usize,
+    format: &Format,
+    seed: u64,
+) -> Result<(), i32> {
+    let n = res / format.interval;
+    if n == 0 {
+        return Ok(());
+    }
+    let mut left = n * format.interval;
+    let mut segs: Vec<&[u8]> = Vec::with_capacity(data.len());
+    for v in data {
+        if left == 0 {
+            break;
+        }
+        let k = v.iov_len.min(left);
+        if k == 0 {
+            continue;
+        }
+        // SAFETY: the kernel has just read `res` bytes into these buffers
+        // (an I/O into a bad buffer completes with res < 0 instead), so
+        // these first `k` bytes are mapped caller memory holding the data.
+        segs.push(unsafe { core::slice::from_raw_parts(v.iov_base as *const u8, k) });
+        left -= k;
+    }
+    let mut tuples = vec![0u8; n * format.tuple_size()];
+    format.generate_segments(&segs, seed, &mut tuples);
+    match sys::copy_to_user(pi_addr, &tuples) {
+        0 => Ok(()),
+        e => Err(e as i32),
+    }
+}
+
+/// After a successful `io_destroy(ctx)`: the kernel has waited for every
+/// in-flight request and discarded their events, so free their records.
+pub fn forget_context(ctx: usize) {
+    if IN_FLIGHT.load(Ordering::Relaxed) == 0 {
+        return;
+    }
+    let mut gone = Vec::new();
+    {
+        let mut map = live();
+        map.retain(|_, p| {
+            // SAFETY: records in the map are owned by the map, whose lock
+            // we hold.
+            let mine = unsafe { (*p.0).ctx } == ctx;
+            if mine {
+                gone.push(RecordPtr(p.0));
+            }
+            !mine
+        });
+    }
+    for p in gone {
+        IN_FLIGHT.fetch_sub(1, Ordering::Relaxed);
+        // SAFETY: removed from the map: we own it.
+        drop(unsafe { Box::from_raw(p.0) });
+    }
+}
+
+/// Number of emulated operations in flight (for tests).
+pub fn in_flight() -> usize {
+    IN_FLIGHT.load(Ordering::Relaxed)
+}
