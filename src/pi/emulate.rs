@@ -109,37 +109,85 @@ struct Record {
     kind: Kind,
 }
 
-/// An aligned heap buffer for `O_DIRECT` writes.
-struct Bounce {
+/// An aligned heap allocation (4 KiB aligned, power-of-two size).
+struct RawBuf {
     ptr: NonNull<u8>,
     layout: Layout,
+}
+
+// SAFETY: plain bytes with a single owner.
+unsafe impl Send for RawBuf {}
+
+impl Drop for RawBuf {
+    fn drop(&mut self) {
+        // SAFETY: allocated in `Bounce::new` with this layout.
+        unsafe { std::alloc::dealloc(self.ptr.as_ptr(), self.layout) }
+    }
+}
+
+/// Recycled bounce allocations: a stream of PI writes reuses warm,
+/// already-faulted buffers instead of allocating and zeroing each time.
+/// At most [`POOL_MAX`] buffers of at most [`POOL_BUF_MAX`] bytes are kept.
+/// The mutex is taken once per emulated write (never on plain paths).
+static POOL: Mutex<Vec<RawBuf>> = Mutex::new(Vec::new());
+const POOL_MAX: usize = 32;
+const POOL_BUF_MAX: usize = 4 << 20;
+
+/// An aligned buffer for `O_DIRECT` writes; its allocation goes back to
+/// [`POOL`] when dropped.
+struct Bounce {
+    raw: Option<RawBuf>,
     len: usize,
 }
 
 impl Bounce {
     fn new(len: usize) -> Option<Bounce> {
-        let layout = Layout::from_size_align(len.max(1), BOUNCE_ALIGN).ok()?;
+        let size = len.max(BOUNCE_ALIGN).checked_next_power_of_two()?;
+        if size <= POOL_BUF_MAX {
+            let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(i) = pool.iter().position(|b| b.layout.size() == size) {
+                let raw = pool.swap_remove(i);
+                return Some(Bounce {
+                    raw: Some(raw),
+                    len,
+                });
+            }
+        }
+        let layout = Layout::from_size_align(size, BOUNCE_ALIGN).ok()?;
         // SAFETY: `layout` has a non-zero size.  Zeroed so that it is
-        // initialised memory before we form a slice over it.
+        // initialised memory before we form a slice over it (recycled
+        // buffers hold earlier data, which is initialised too).
         let ptr = NonNull::new(unsafe { std::alloc::alloc_zeroed(layout) })?;
-        Some(Bounce { ptr, layout, len })
+        Some(Bounce {
+            raw: Some(RawBuf { ptr, layout }),
+            len,
+        })
+    }
+
+    fn as_ptr(&self) -> *mut u8 {
+        self.raw.as_ref().expect("live bounce").ptr.as_ptr()
     }
 
     fn as_mut_slice(&mut self) -> &mut [u8] {
         // SAFETY: `len <= layout.size()` initialised bytes we own.
-        unsafe { core::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
+        unsafe { core::slice::from_raw_parts_mut(self.as_ptr(), self.len) }
     }
 }
 
 impl Drop for Bounce {
     fn drop(&mut self) {
-        // SAFETY: allocated in `new` with this layout.
-        unsafe { std::alloc::dealloc(self.ptr.as_ptr(), self.layout) }
+        if let Some(raw) = self.raw.take() {
+            if raw.layout.size() <= POOL_BUF_MAX {
+                let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
+                if pool.len() < POOL_MAX {
+                    pool.push(raw);
+                }
+                // Otherwise `raw` is freed here, after the guard... order
+                // does not matter: dealloc takes no lock of ours.
+            }
+        }
     }
 }
-
-// SAFETY: the buffer is plain bytes owned by the record.
-unsafe impl Send for Bounce {}
 
 /// What became of the first refused iocb.
 enum Outcome {
@@ -207,33 +255,31 @@ pub fn submit_rest(ctx: usize, nr: c_long, iocbpp: *mut *mut iocb, first: c_long
         // kernel reports only the count).  If it is now accepted after all
         // (a transient -EAGAIN), it simply counts as accepted.
         asked = nr - accepted;
-        // SAFETY: pointer arithmetic only; the kernel validates the array.
-        let rest = unsafe { iocbpp.add(accepted as usize) };
+        // Address arithmetic only; the kernel validates the array.
+        let rest = iocbpp.wrapping_add(accepted as usize);
         r = sys::io_submit(ctx, asked, rest as usize);
     }
 }
 
-/// Read a `T` from caller memory, kernel-checked.
-fn read_user<T: Copy>(addr: usize, zero: T) -> Option<T> {
-    let mut v = zero;
-    // SAFETY: viewing our own `Copy` value as bytes to fill it; every type
-    // used here (pointers, iocb) is valid for any bit pattern.
-    let bytes = unsafe {
-        core::slice::from_raw_parts_mut(&mut v as *mut T as *mut u8, core::mem::size_of::<T>())
-    };
-    (sys::copy_from_user(bytes, addr) == 0).then_some(v)
-}
-
 /// Validate the PI iocb at `*slot` and submit its shadow.
 fn try_emulate(c: &Context, ctx: usize, slot: usize) -> Outcome {
-    // The kernel read both already (it answered -EINVAL, not -EFAULT); we
-    // still read them kernel-checked, in case another thread unmapped them.
-    let Some(user_iocb) = read_user::<*mut iocb>(slot, core::ptr::null_mut()) else {
+    // The kernel has just read both (get_user of the pointer, then
+    // copy_from_user of the iocb, then put_user of its aio_key all precede
+    // the opcode check that produced -EINVAL; a bad address would have
+    // been -EFAULT), so they are mapped caller memory.
+    // (A caller racing io_destroy on the same context could make the
+    // kernel answer -EINVAL without reading them: we still refuse
+    // addresses that cannot be user memory.)
+    if !sys::plausible_user_range(slot, core::mem::size_of::<usize>()) {
         return Outcome::NotPi;
-    };
-    let Some(io) = read_user::<iocb>(user_iocb as usize, iocb::zeroed()) else {
+    }
+    // SAFETY: see above; an unaligned-tolerant copy.
+    let user_iocb = unsafe { core::ptr::read_unaligned(slot as *const *mut iocb) };
+    if !sys::plausible_user_range(user_iocb as usize, core::mem::size_of::<iocb>()) {
         return Outcome::NotPi;
-    };
+    }
+    // SAFETY: see above.
+    let io = unsafe { core::ptr::read_unaligned(user_iocb as *const iocb) };
     let is_read = io.aio_lio_opcode == io_iocb_cmd::IO_CMD_PREADVM as i16;
     let is_write = io.aio_lio_opcode == io_iocb_cmd::IO_CMD_PWRITEVM as i16;
     if !is_read && !is_write {
@@ -246,6 +292,8 @@ fn try_emulate(c: &Context, ctx: usize, slot: usize) -> Outcome {
 }
 
 /// Check a PI iocb as the DIX patch does, and build its record.
+// `c_ulong` is `u64` only on 64-bit targets.
+#[allow(clippy::useless_conversion)]
 fn prepare(c: &Context, io: &iocb, is_read: bool) -> Result<Box<Record>, i32> {
     const EINVAL: i32 = -libc::EINVAL;
     // SAFETY: reading the integer fields of the union: any bit pattern is
@@ -253,7 +301,7 @@ fn prepare(c: &Context, io: &iocb, is_read: bool) -> Result<Box<Record>, i32> {
     let (iov_addr, iovcnt, offset, reserved2) = unsafe {
         (
             io.u.c.buf as usize,
-            io.u.c.nbytes as u64,
+            u64::from(io.u.c.nbytes),
             io.u.c.offset,
             io.u.c.__pad3,
         )
@@ -368,7 +416,7 @@ fn prepare(c: &Context, io: &iocb, is_read: bool) -> Result<Box<Record>, i32> {
     }
     let ok = format.verify(bounce.as_mut_slice(), seed, &tuples).is_ok();
     let one_iov = libc::iovec {
-        iov_base: bounce.ptr.as_ptr().cast(),
+        iov_base: bounce.as_ptr().cast(),
         iov_len: total,
     };
     Ok(Box::new(Record {
