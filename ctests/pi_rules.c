@@ -311,6 +311,58 @@ static void test_batch_stops(io_context_t ctx, int fd)
 	CHECK_EQ(io_submit(ctx, 2, l + 1), 1, "PI iocb then a bad plain iocb -> 1");
 	CHECK_EQ(reap1(ctx, ev), 1, "its event");
 	CHECK(ev[0].obj == &io[1] && (long)ev[0].res == 4096, "the PI read completed");
+
+	/* Runs of PI iocbs (submitted by the library as one batch of shadows):
+	 * good reads, a good write, a bad-PI write, then an invalid one. */
+	enum { R = 8 };
+	struct iocb run[R], *lr[R];
+	struct iovec rv[R][2];
+	uint8_t *rd = xalloc(R * 4096), *rp = xalloc(R * 64), *rwant = xalloc(64);
+	for (int i = 0; i < R; i++) {
+		rv[i][0] = (struct iovec){ rd + i * 4096, 4096 };
+		rv[i][1] = (struct iovec){ rp + i * 64, 64 };
+		io_prep_preadvm(&run[i], fd, rv[i], 2, (long long)i * 4096);
+		run[i].data = (void *)(uintptr_t)i;
+		lr[i] = &run[i];
+	}
+	memset(rd + 5 * 4096, 0x3C, 4096);
+	expected_pi(T1_512, rp + 5 * 64, rd + 5 * 4096, 4096, 5 * 4096);
+	io_prep_pwritevm(&run[5], fd, rv[5], 2, 5 * 4096);            /* good write */
+	run[5].data = (void *)5;
+	io_prep_pwritevm(&run[6], fd, rv[6], 2, 6 * 4096);            /* bad PI (zeros) */
+	run[6].data = (void *)6;
+	memset(rp + 6 * 64, 0x77, 64);
+	rv[7][1].iov_len = 8;                                          /* invalid: short PI */
+	CHECK_EQ(io_submit(ctx, R, lr), 7, "run of PI iocbs stops before the invalid one");
+	got = 0;
+	int res_ok = 1, seen[R] = { 0 };
+	struct io_event rev[R];
+	while (got < 7 && (r = io_getevents(ctx, 1, R, rev, NULL)) > 0) {
+		for (int k = 0; k < r; k++) {
+			int i = (int)(uintptr_t)rev[k].data;
+			if (i < 0 || i >= 7 || rev[k].obj != &run[i]) {
+				res_ok = 0;
+				continue;
+			}
+			seen[i]++;
+			res_ok &= (long)rev[k].res == (i == 6 ? -EILSEQ : 4096);
+		}
+		got += r;
+	}
+	CHECK_EQ(got, 7, "run: 7 events");
+	CHECK(res_ok, "run: every event names its iocb with the right res");
+	int once = 1;
+	for (int i = 0; i < 7; i++)
+		once &= seen[i] == 1;
+	CHECK(once, "run: each exactly once");
+	int pis = 1;
+	for (int i = 0; i < 5; i++) {
+		expected_pi(T1_512, rwant, rd + i * 4096, 4096, (long long)i * 4096);
+		pis &= memcmp(rwant, rp + i * 64, 64) == 0;
+	}
+	CHECK(pis, "run: PI of the reads");
+	CHECK(file_equals(fd, rd + 5 * 4096, 4096, 5 * 4096), "run: the good write landed");
+	free(rd); free(rp); free(rwant);
 	free(a); free(b); free(pa); free(pb);
 }
 

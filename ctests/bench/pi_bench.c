@@ -10,6 +10,7 @@
  * It prints MiB/s of every round (A and B interleaved, to share the noise),
  * the medians and the ratio B/A. */
 #include "pi_common.h"
+#include <sys/resource.h>
 #include <time.h>
 
 enum { BLK = 65536, PIB = BLK / 512 * 8, SLOTS = 1024 };
@@ -19,6 +20,14 @@ static double now(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* CPU time (user + system) of this thread, in seconds. */
+static double cpu(void)
+{
+	struct rusage ru;
+	getrusage(RUSAGE_THREAD, &ru);
+	return ru.ru_utime.tv_sec + ru.ru_stime.tv_sec + (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1e-6;
 }
 
 static int cmp(const void *a, const void *b)
@@ -135,15 +144,21 @@ int main(int argc, char **argv)
 		slots[i].rbuf = xalloc(BLK);
 		slots[i].rpi = xalloc(PIB);
 	}
-	double a[64], b[64];
+	double a[64], b[64], ca[64], cb[64];
 	if (rounds > 64)
 		rounds = 64;
 	round_(ctx, fd, slots, qd, ops / 4, 0); /* warm-up */
 	round_(ctx, fd, slots, qd, ops / 4, 1);
 	for (int r = 0; r < rounds; r++) {
+		double c0 = cpu();
 		a[r] = strcmp(only, "pi") ? round_(ctx, fd, slots, qd, ops, 0) : 1;
+		double c1 = cpu();
 		b[r] = strcmp(only, "plain") ? round_(ctx, fd, slots, qd, ops, 1) : 1;
-		printf("round %d: plain %.0f MiB/s  pi %.0f MiB/s  (%.3f)\n", r, a[r], b[r], b[r] / a[r]);
+		double c2 = cpu();
+		ca[r] = (c1 - c0) / ops * 1e6;
+		cb[r] = (c2 - c1) / ops * 1e6;
+		printf("round %d: plain %.0f MiB/s %.1f us cpu/op  pi %.0f MiB/s %.1f us cpu/op  (%.3f)\n", r, a[r],
+		       ca[r], b[r], cb[r], b[r] / a[r]);
 	}
 	/* Sanity (not timed): a PI read of every block returns correct PI. */
 	uint8_t want[PIB];
@@ -163,7 +178,10 @@ int main(int argc, char **argv)
 	}
 	qsort(a, rounds, sizeof *a, cmp);
 	qsort(b, rounds, sizeof *b, cmp);
+	qsort(ca, rounds, sizeof *ca, cmp);
+	qsort(cb, rounds, sizeof *cb, cmp);
 	printf("qd %d, %ld ops of 64 KiB per round, %d rounds\n", qd, ops, rounds);
+	printf("median cpu/op: plain %.1f us, pi %.1f us\n", ca[rounds / 2], cb[rounds / 2]);
 	printf("median plain %.0f MiB/s, median pi %.0f MiB/s, ratio %.3f, pi check %s\n", a[rounds / 2],
 	       b[rounds / 2], b[rounds / 2] / a[rounds / 2], okpi && checked ? "ok" : "WRONG");
 	io_destroy(ctx);

@@ -195,9 +195,23 @@ enum Outcome {
     NotPi,
     /// A PI iocb refused with this error.
     Refused(i32),
-    /// A PI iocb accepted (its shadow is in flight).
-    Submitted,
+    /// This many caller iocbs (a run of PI iocbs starting with the refused
+    /// one) are accepted, their shadows in flight; `stop`: the kernel
+    /// refused a shadow after them, so the batch ends here.
+    Submitted { count: usize, stop: bool },
 }
+
+/// A validated PI iocb whose shadow is not submitted yet.
+struct Pending {
+    rec: Box<Record>,
+    user_iocb: *mut iocb,
+    io: iocb,
+}
+
+/// How many iocbs after a refused PI iocb are examined at once, so that a
+/// run of PI iocbs is submitted as one batch of shadows (one system call,
+/// one block-layer plug) instead of one refusal and one submission each.
+const LOOKAHEAD: usize = 64;
 
 /// The ring's `nr` (= the kernel's `ctx->nr_events`, to which it clamps a
 /// submission's `nr`).
@@ -234,10 +248,10 @@ pub fn submit_rest(ctx: usize, nr: c_long, iocbpp: *mut *mut iocb, first: c_long
             }
         } else if r == -(libc::EINVAL as c_long) {
             let at = iocbpp as usize + accepted as usize * core::mem::size_of::<usize>();
-            match try_emulate(c, ctx, at) {
-                Outcome::Submitted => {
-                    accepted += 1;
-                    if accepted >= nr {
+            match try_emulate(c, ctx, at, (nr - accepted) as usize) {
+                Outcome::Submitted { count, stop } => {
+                    accepted += count as c_long;
+                    if accepted >= nr || stop {
                         return accepted;
                     }
                 }
@@ -261,8 +275,10 @@ pub fn submit_rest(ctx: usize, nr: c_long, iocbpp: *mut *mut iocb, first: c_long
     }
 }
 
-/// Validate the PI iocb at `*slot` and submit its shadow.
-fn try_emulate(c: &Context, ctx: usize, slot: usize) -> Outcome {
+/// Validate the PI iocb at `*slot` (refused by the kernel) and the PI
+/// iocbs right after it (`remaining` slots from `slot` on belong to the
+/// batch), and submit their shadows.
+fn try_emulate(c: &Context, ctx: usize, slot: usize, remaining: usize) -> Outcome {
     // The kernel has just read both (get_user of the pointer, then
     // copy_from_user of the iocb, then put_user of its aio_key all precede
     // the opcode check that produced -EINVAL; a bad address would have
@@ -280,14 +296,91 @@ fn try_emulate(c: &Context, ctx: usize, slot: usize) -> Outcome {
     }
     // SAFETY: see above.
     let io = unsafe { core::ptr::read_unaligned(user_iocb as *const iocb) };
-    let is_read = io.aio_lio_opcode == io_iocb_cmd::IO_CMD_PREADVM as i16;
-    let is_write = io.aio_lio_opcode == io_iocb_cmd::IO_CMD_PWRITEVM as i16;
-    if !is_read && !is_write {
+    let Some(is_read) = pi_direction(&io) else {
         return Outcome::NotPi;
+    };
+    let rec = match prepare(c, &io, is_read) {
+        Ok(rec) => rec,
+        Err(e) => return Outcome::Refused(e),
+    };
+    let mut run = vec![Pending { rec, user_iocb, io }];
+    if remaining > 1 {
+        look_ahead(
+            c,
+            slot + core::mem::size_of::<usize>(),
+            (remaining - 1).min(LOOKAHEAD),
+            &mut run,
+        );
     }
-    match prepare(c, &io, is_read) {
-        Ok(rec) => submit_shadow(ctx, rec, user_iocb, &io),
-        Err(e) => Outcome::Refused(e),
+    submit_shadows(ctx, run)
+}
+
+/// `Some(true)` for `IO_CMD_PREADVM`, `Some(false)` for `IO_CMD_PWRITEVM`.
+fn pi_direction(io: &iocb) -> Option<bool> {
+    match io.aio_lio_opcode {
+        op if op == io_iocb_cmd::IO_CMD_PREADVM as i16 => Some(true),
+        op if op == io_iocb_cmd::IO_CMD_PWRITEVM as i16 => Some(false),
+        _ => None,
+    }
+}
+
+/// Append to `run` the valid PI iocbs that directly follow, among the `n`
+/// slots at `slots`.  The kernel has not seen these: pointers and iocbs
+/// are read with two kernel-checked copies.  Anything unexpected (a bad
+/// address, a plain iocb, an invalid PI iocb) ends the run; the main loop
+/// then hands that iocb to the kernel, which gives its own answer.
+fn look_ahead(c: &Context, slots: usize, n: usize, run: &mut Vec<Pending>) {
+    let mut ptrs = vec![0usize; n];
+    {
+        // SAFETY: viewing our own array of integers as bytes.
+        let bytes = unsafe {
+            core::slice::from_raw_parts_mut(
+                ptrs.as_mut_ptr() as *mut u8,
+                n * core::mem::size_of::<usize>(),
+            )
+        };
+        if sys::copy_from_user(bytes, slots) != 0 {
+            return;
+        }
+    }
+    let src: Vec<libc::iovec> = ptrs
+        .iter()
+        .map(|&p| libc::iovec {
+            iov_base: p as *mut c_void,
+            iov_len: core::mem::size_of::<iocb>(),
+        })
+        .collect();
+    let mut ios = vec![iocb::zeroed(); n];
+    {
+        let mut dst: Vec<&mut [u8]> = ios
+            .iter_mut()
+            .map(|io| {
+                // SAFETY: viewing our own iocb (integers, pointers and a
+                // union of those: any bit pattern is valid) as bytes.
+                unsafe {
+                    core::slice::from_raw_parts_mut(
+                        io as *mut iocb as *mut u8,
+                        core::mem::size_of::<iocb>(),
+                    )
+                }
+            })
+            .collect();
+        if sys::copy_from_user_iov(&mut dst, &src) != 0 {
+            return;
+        }
+    }
+    for (p, io) in ptrs.into_iter().zip(ios) {
+        let Some(is_read) = pi_direction(&io) else {
+            return;
+        };
+        match prepare(c, &io, is_read) {
+            Ok(rec) => run.push(Pending {
+                rec,
+                user_iocb: p as *mut iocb,
+                io,
+            }),
+            Err(_) => return,
+        }
     }
 }
 
@@ -429,8 +522,16 @@ fn prepare(c: &Context, io: &iocb, is_read: bool) -> Result<Box<Record>, i32> {
     }))
 }
 
-/// Fill the shadow iocb, publish the record and submit the shadow.
-fn submit_shadow(ctx: usize, mut rec: Box<Record>, user_iocb: *mut iocb, io: &iocb) -> Outcome {
+/// Fill a pending record's shadow iocb.  Returns the record (now a raw
+/// pointer: the kernel will write to its shadow) and, for a rejection, the
+/// eventfd to close once the shadow is submitted.
+fn fill_shadow(ctx: usize, p: Pending) -> Result<(*mut Record, Option<i32>), i32> {
+    let Pending {
+        mut rec,
+        user_iocb,
+        io,
+    } = p;
+    let io = &io;
     rec.ctx = ctx;
     rec.user_iocb = user_iocb;
     rec.user_data = io.data;
@@ -446,7 +547,7 @@ fn submit_shadow(ctx: usize, mut rec: Box<Record>, user_iocb: *mut iocb, io: &io
             // own reference to the file, so we close ours right after.
             let fd = sys::eventfd(1, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK);
             if fd < 0 {
-                return Outcome::Refused(fd as i32);
+                return Err(fd as i32);
             }
             evfd = Some(fd as i32);
             sh.aio_lio_opcode = io_iocb_cmd::IO_CMD_POLL as i16;
@@ -479,32 +580,72 @@ fn submit_shadow(ctx: usize, mut rec: Box<Record>, user_iocb: *mut iocb, io: &io
         }
     }
     rec.shadow = sh;
-    let raw = Box::into_raw(rec);
-    // SAFETY: `raw` is the live allocation we just leaked; taking a field's
-    // address creates no reference.
-    let shadow = unsafe { core::ptr::addr_of_mut!((*raw).shadow) };
-    live().insert(shadow as usize, RecordPtr(raw));
-    IN_FLIGHT.fetch_add(1, Ordering::Relaxed);
-    let mut one = shadow;
-    let r = sys::io_submit(ctx, 1, &mut one as *mut *mut iocb as usize);
-    if let Some(fd) = evfd {
-        // SAFETY: closing the eventfd we created; the kernel keeps its own
-        // reference for the submitted poll.  close() of a valid fd does not
+    Ok((Box::into_raw(rec), evfd))
+}
+
+/// Publish the records of a run and submit their shadows in one call.
+fn submit_shadows(ctx: usize, run: Vec<Pending>) -> Outcome {
+    let mut raws: Vec<*mut Record> = Vec::with_capacity(run.len());
+    let mut evfds = Vec::new();
+    let mut first_err = None;
+    for p in run {
+        match fill_shadow(ctx, p) {
+            Ok((raw, evfd)) => {
+                raws.push(raw);
+                evfds.extend(evfd);
+            }
+            Err(e) => {
+                // Submit the run up to here; the rest is dropped (freed)
+                // and left to the main loop.
+                first_err = Some(e);
+                break;
+            }
+        }
+    }
+    if raws.is_empty() {
+        return Outcome::Refused(first_err.unwrap_or(-libc::EAGAIN));
+    }
+    let mut shadows: Vec<*mut iocb> = raws
+        .iter()
+        // SAFETY: live allocations we own; taking a field's address
+        // creates no reference.
+        .map(|&raw| unsafe { core::ptr::addr_of_mut!((*raw).shadow) })
+        .collect();
+    {
+        let mut map = live();
+        for (&sh, &raw) in shadows.iter().zip(&raws) {
+            map.insert(sh as usize, RecordPtr(raw));
+        }
+    }
+    IN_FLIGHT.fetch_add(raws.len(), Ordering::Relaxed);
+    let r = sys::io_submit(ctx, shadows.len() as c_long, shadows.as_mut_ptr() as usize);
+    for fd in evfds {
+        // SAFETY: closing an eventfd we created; the kernel keeps its own
+        // reference for a submitted poll.  close() of a valid fd does not
         // fail, so errno is not disturbed.
         unsafe { libc::close(fd) };
     }
-    if r == 1 {
-        // From here on the record belongs to whoever reaps its event.
-        return Outcome::Submitted;
+    // From here on, submitted records belong to whoever reaps their event:
+    // only the unsubmitted tail may be touched.
+    let done = if r > 0 { r as usize } else { 0 };
+    if done < shadows.len() {
+        let mut map = live();
+        for sh in &shadows[done..] {
+            if let Some(p) = map.remove(&(*sh as usize)) {
+                IN_FLIGHT.fetch_sub(1, Ordering::Relaxed);
+                // SAFETY: from Box::into_raw, never submitted, just removed
+                // from the map: we own it.
+                drop(unsafe { Box::from_raw(p.0) });
+            }
+        }
     }
-    // Not submitted, so no event can exist: take it back.
-    if let Some(p) = live().remove(&(shadow as usize)) {
-        IN_FLIGHT.fetch_sub(1, Ordering::Relaxed);
-        // SAFETY: the pointer came from Box::into_raw and was just removed
-        // from the map, so we own it.
-        drop(unsafe { Box::from_raw(p.0) });
+    if done == 0 {
+        return Outcome::Refused(if r < 0 { r as i32 } else { -libc::EAGAIN });
     }
-    Outcome::Refused(if r < 0 { r as i32 } else { -libc::EAGAIN })
+    Outcome::Submitted {
+        count: done,
+        stop: done < shadows.len() || first_err.is_some(),
+    }
 }
 
 /// Translate the shadow events among the `n` events just reaped into
