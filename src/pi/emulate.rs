@@ -12,7 +12,9 @@
 //!    `PREADV` into the caller's data buffers, `PWRITEV` from a verified
 //!    bounce copy, or — for a write whose PI does not verify — a `POLL` on a
 //!    fresh, readable eventfd, which completes at once and becomes
-//!    `res = -EILSEQ`.  Then it goes on with the rest of the batch.
+//!    `res = -EILSEQ`.  The PI iocbs that directly follow it in the batch
+//!    are read (kernel-checked), validated and submitted with it, as one
+//!    batch of shadows.  Then it goes on with the rest of the batch.
 //! 3. Every batch of reaped events passes through [`complete`], which
 //!    recognises shadow events by their `obj` (the address of a shadow iocb
 //!    in a live record), computes read PI into the caller's PI buffer, and
@@ -21,6 +23,21 @@
 //! Ordering, blocking, threads and exactly-once delivery are the kernel's:
 //! each shadow completion is handed to exactly one reaper, which alone
 //! removes its record and translates it.
+//!
+//! # Caller memory
+//!
+//! * The refused iocb and its slot in the array: read directly (the kernel
+//!   has just read them); the iocbs looked at after it, the iovec arrays,
+//!   a write's data and PI: kernel-checked copies (`-EFAULT`).
+//! * A write is verified and written from a private bounce copy, so what
+//!   is written is exactly what was verified.
+//! * A read's data lands in the caller's buffers (checked by the kernel);
+//!   its PI buffer is proven writable at submit (a kernel-checked write of
+//!   zeros) and filled directly when the completion is reaped.
+//!
+//! The default format and the others are in [`crate::pi::format`]; the
+//! format is chosen per context (`io_set_pi_format`) and fixed for an iocb
+//! when it is submitted.
 //!
 //! # Shared state and its synchronisation
 //!
