@@ -8,7 +8,7 @@
 //!    accepted opcodes 9/10 (DIX passthrough) never gets here for them.
 //! 2. [`submit_rest`] learns the error of the first refused iocb; if it is
 //!    `-EINVAL` and the iocb is a PI iocb, it validates it (the patch's
-//!    rules), builds a [`Record`] and submits a *shadow* iocb in its place:
+//!    rules), builds a `Record` and submits a *shadow* iocb in its place:
 //!    `PREADV` into the caller's data buffers, `PWRITEV` from a verified
 //!    bounce copy, or — for a write whose PI does not verify — a `POLL` on a
 //!    fresh, readable eventfd, which completes at once and becomes
@@ -41,12 +41,12 @@
 //!
 //! # Shared state and its synchronisation
 //!
-//! * [`LIVE`]: a mutex-protected map from shadow-iocb address to its
+//! * `LIVE`: a mutex-protected map from shadow-iocb address to its
 //!   record (owned, as a raw `Box` pointer).  Inserted before the shadow is
 //!   submitted, removed by the one reaper that got its event (or by
 //!   `io_destroy`'s clean-up, or on a failed submission).  A record is only
 //!   dereferenced by whoever removed it from the map, or under the lock.
-//! * [`IN_FLIGHT`]: number of records in [`LIVE`].  The reap hook's only
+//! * `IN_FLIGHT`: number of records in `LIVE`.  The reap hook's only
 //!   cost for plain users is one `Relaxed` load of it.  `Relaxed` suffices:
 //!   the increment precedes (in program order) the `io_submit` of the
 //!   shadow, and a reaper can only obtain the shadow's event after the
