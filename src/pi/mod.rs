@@ -4,7 +4,7 @@
 //! kernel with DIX passthrough does the work itself; everywhere else the
 //! library emulates it ([`emulate`]): writes are verified (application →
 //! library) before any byte is written, reads return PI computed over the
-//! data actually read.  [`format`](self::format) holds the tuple formats.
+//! data actually read.  The `format` module holds the tuple formats.
 //!
 //! Hooks, each costing plain users at most one relaxed load or nothing:
 //! * `submit::submit` calls [`emulate::submit_rest`] only when the kernel
