@@ -19,7 +19,7 @@ pub fn submit(ctx: usize, nr: c_long, iocbpp: *mut *mut iocb) -> i32 {
     // Fewer accepted than asked: possibly a PI iocb (IO_CMD_P*VM) that this
     // kernel refused with -EINVAL and the library emulates.  Plain batches
     // never get here unless the kernel refused one of their iocbs.
-    sys::to_int(crate::pi::emulate::submit_rest(ctx, nr, iocbpp, r))
+    sys::to_int(crate::pi::submit::submit_rest(ctx, nr, iocbpp, r))
 }
 
 /// `io_cancel(ctx, iocb, result)`.

@@ -2,18 +2,60 @@
 //!
 //! The iovec array of such an iocb is data followed by one PI buffer.  A
 //! kernel with DIX passthrough does the work itself; everywhere else the
-//! library emulates it ([`emulate`]): writes are verified (application →
+//! library emulates it (below): writes are verified (application →
 //! library) before any byte is written, reads return PI computed over the
 //! data actually read.  The `format` module holds the tuple formats.
 //!
 //! Hooks, each costing plain users at most one relaxed load or nothing:
-//! * `submit::submit` calls [`emulate::submit_rest`] only when the kernel
+//! * `submit::submit` calls [`submit::submit_rest`] only when the kernel
 //!   accepted fewer iocbs than asked;
-//! * every reaped batch goes through [`complete`];
+//! * every reaped batch goes through [`complete()`];
 //! * `setup::destroy` calls [`context_destroyed`].
+//!
+//! # Emulation: how an emulated iocb travels
+//!
+//! Through the kernel's own AIO ring ([`submit`], [`record`], [`mod@complete`]):
+//!
+//! 1. `submit::submit` issues the plain `io_submit(2)`.  Only if the
+//!    kernel accepted fewer than `nr` does [`submit::submit_rest`] run.  A
+//!    kernel that accepted opcodes 9/10 (DIX passthrough) never gets here.
+//! 2. [`submit::submit_rest`] learns the error of the first refused iocb;
+//!    if it is `-EINVAL` and the iocb is a PI iocb, it validates it (the
+//!    patch's rules), builds a record and submits a *shadow* iocb instead:
+//!    `PREADV` into the caller's data buffers, `PWRITEV` from a verified
+//!    bounce copy, or — for a write whose PI does not verify — a `POLL` on a
+//!    fresh, readable eventfd, which completes at once and becomes
+//!    `res = -EILSEQ`.  The PI iocbs that directly follow it in the batch
+//!    are read (kernel-checked), validated and submitted with it, as one
+//!    batch of shadows.  Then it goes on with the rest of the batch.
+//! 3. Every batch of reaped events passes through [`complete()`], which
+//!    recognises shadow events by their `obj` (the address of a shadow iocb
+//!    in a live record), computes read PI into the caller's PI buffer, and
+//!    rewrites the event to `obj` = caller's iocb, `data` = caller's data.
+//!
+//! Ordering, blocking, threads and exactly-once delivery are the kernel's:
+//! each shadow completion is handed to exactly one reaper, which alone
+//! removes its record and translates it.
+//!
+//! # Caller memory
+//!
+//! * The refused iocb and its slot in the array: read directly (the kernel
+//!   has just read them); the iocbs looked at after it, the iovec arrays,
+//!   a write's data and PI: kernel-checked copies (`-EFAULT`).
+//! * A write is verified and written from a private bounce copy, so what
+//!   is written is exactly what was verified.
+//! * A read's data lands in the caller's buffers (checked by the kernel);
+//!   its PI buffer is proven writable at submit (a kernel-checked write of
+//!   zeros) and filled directly when the completion is reaped.
+//!
+//! The default format and the others are in [`crate::pi::format`]; the
+//! format is chosen per context (`io_set_pi_format`) and fixed for an iocb
+//! when it is submitted.
 
-pub mod emulate;
+pub mod complete;
 pub mod format;
+pub mod record;
+pub mod submit;
 
 use crate::abi::{
     io_event, IO_PI_NVME_TYPE1_CRC64, IO_PI_NVME_TYPE3_CRC64, IO_PI_T10_DIF_TYPE1_CRC,
@@ -28,13 +70,13 @@ use format::{Format, Guard, PiType};
 /// reap, whichever path (system call or user-space ring) produced it.
 #[inline(always)]
 pub fn complete(_ctx: usize, events: *mut io_event, n: i32) {
-    emulate::complete(events, n)
+    complete::complete(events, n)
 }
 
 /// The `io_destroy` hook (after the kernel's successful destroy).
 #[inline]
 pub fn context_destroyed(ctx: usize) {
-    emulate::forget_context(ctx)
+    complete::forget_context(ctx)
 }
 
 /// Encode a C format constant and interval for `Context::pi_format`
