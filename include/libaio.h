@@ -463,6 +463,13 @@ void io_prep_pwritev2(struct iocb *iocb,
  Prepare a vectored read whose last iovec receives T10 protection
  information for the data read (`IO_CMD_PREADVM`).
 
+ `iov[0 .. iovcnt-1)` is the data, `iov[iovcnt-1]` the PI buffer.  At
+ `io_submit`: `fd` must be open with `O_DIRECT`, `iovcnt >= 2`, the PI
+ buffer must hold one tuple per protection interval, and the data length
+ and `offset` must be multiples of the interval (else `-EINVAL`).  When
+ the completion is delivered, the PI buffer holds a tuple (app tag 0) for
+ every interval read; `res` = bytes read.  See `io_set_pi_format`.
+
  # Safety
  `iocb` is NULL or points to a writable `struct iocb`.
  */
@@ -475,6 +482,11 @@ void io_prep_preadvm(struct iocb *iocb,
 /*
  Prepare a vectored write whose last iovec carries T10 protection
  information, verified before any byte is written (`IO_CMD_PWRITEVM`).
+
+ Same layout and rules as `io_prep_preadvm`.  Every tuple's guard and
+ (Type 1) reference tag is checked, except intervals whose app tag is
+ 0xFFFF; on a mismatch the iocb completes with `res = -EILSEQ` and
+ nothing is written, otherwise `res` = bytes written.
 
  # Safety
  `iocb` is NULL or points to a writable `struct iocb`.
