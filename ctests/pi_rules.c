@@ -199,8 +199,7 @@ static void test_bad_pointers(io_context_t ctx, int fd)
 	CHECK_EQ(submit1(ctx, &io), -EFAULT, "write PI unmapped");
 	io_prep_preadvm(&io, fd, iov, 2, 0);
 	CHECK_EQ(submit1(ctx, &io), -EFAULT, "read PI unmapped");
-	iov[1].iov_base = (void *)data; /* read-only PI buffer */
-	uint8_t *ro = mmap(NULL, 4096, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	uint8_t *ro = mmap(NULL, 4096, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0); /* read-only PI */
 	iov[1].iov_base = ro;
 	CHECK_EQ(submit1(ctx, &io), -EFAULT, "read PI read-only");
 	/* Read into an unmapped data buffer: the kernel's answer (at submit or
