@@ -40,6 +40,31 @@
 
 
 /*
+ Protection-information formats for `io_set_pi_format` (emulated PI).
+ T10 DIF, Type 1: 8-byte tuples, CRC-16/T10-DIF guard, 32-bit reference
+ tag = interval number, checked (Linux's T10-DIF-TYPE1-CRC; the default,
+ with 512-byte intervals).
+ */
+#define IO_PI_T10_DIF_TYPE1_CRC 1
+
+/*
+ T10 DIF, Type 3: as Type 1 but the reference tag is not checked (and
+ reads return 0 there).
+ */
+#define IO_PI_T10_DIF_TYPE3_CRC 3
+
+/*
+ NVMe 16b guard, Type 1: 16-byte tuples, CRC-64/NVME guard, 48-bit
+ reference tag = interval number, checked.
+ */
+#define IO_PI_NVME_TYPE1_CRC64 17
+
+/*
+ NVMe 16b guard, Type 3: the reference tag is not checked.
+ */
+#define IO_PI_NVME_TYPE3_CRC64 19
+
+/*
  `io_iocb_cmd_t`: the opcodes of `iocb.aio_lio_opcode`.
 
  9 and 10 are the DIX-passthrough commands of the (unmerged) kernel patch
@@ -442,6 +467,13 @@ void io_prep_pwritev2(struct iocb *iocb,
  Prepare a vectored read whose last iovec receives T10 protection
  information for the data read (`IO_CMD_PREADVM`).
 
+ `iov[0 .. iovcnt-1)` is the data, `iov[iovcnt-1]` the PI buffer.  At
+ `io_submit`: `fd` must be open with `O_DIRECT`, `iovcnt >= 2`, the PI
+ buffer must hold one tuple per protection interval, and the data length
+ and `offset` must be multiples of the interval (else `-EINVAL`).  When
+ the completion is delivered, the PI buffer holds a tuple (app tag 0) for
+ every interval read; `res` = bytes read.  See `io_set_pi_format`.
+
  # Safety
  `iocb` is NULL or points to a writable `struct iocb`.
  */
@@ -455,6 +487,11 @@ void io_prep_preadvm(struct iocb *iocb,
  Prepare a vectored write whose last iovec carries T10 protection
  information, verified before any byte is written (`IO_CMD_PWRITEVM`).
 
+ Same layout and rules as `io_prep_preadvm`.  Every tuple's guard and
+ (Type 1) reference tag is checked, except intervals whose app tag is
+ 0xFFFF; on a mismatch the iocb completes with `res = -EILSEQ` and
+ nothing is written, otherwise `res` = bytes written.
+
  # Safety
  `iocb` is NULL or points to a writable `struct iocb`.
  */
@@ -463,6 +500,23 @@ void io_prep_pwritevm(struct iocb *iocb,
                       const struct iovec *iov,
                       int iovcnt,
                       long long offset);
+
+/*
+ Choose the protection-information format that PI iocbs
+ (`io_prep_preadvm`/`io_prep_pwritevm`) submitted to `ctx` from now on use
+ when the library emulates them: `format` is one of `IO_PI_*`, `interval`
+ the bytes of data per tuple (512 or 4096).  The default is
+ `IO_PI_T10_DIF_TYPE1_CRC` with 512.  A kernel with DIX passthrough uses
+ the device's own format instead.
+
+ Returns 0, or `-EINVAL` for an unknown format or interval, or a context
+ not created by this library in this process.
+
+ # Safety
+ Any argument values are safe: `ctx` is only looked up, never dereferenced
+ unless this library created it.
+ */
+int io_set_pi_format(io_context_t ctx, int format, unsigned int interval);
 
 /*
  Prepare an `fsync`.

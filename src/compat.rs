@@ -146,6 +146,7 @@ core::arch::global_asm!(
     ".symver io_prep_preadvm, io_prep_preadvm@@@LIBAIO_RS_1.0",
     ".symver io_prep_pwritevm, io_prep_pwritevm@@@LIBAIO_RS_1.0",
     ".symver io_prep_fsync, io_prep_fsync@@@LIBAIO_RS_1.0",
+    ".symver io_set_pi_format, io_set_pi_format@@@LIBAIO_RS_1.0",
     ".symver io_prep_fdsync, io_prep_fdsync@@@LIBAIO_RS_1.0",
     ".symver io_prep_poll, io_prep_poll@@@LIBAIO_RS_1.0",
     ".symver io_set_callback, io_set_callback@@@LIBAIO_RS_1.0",

@@ -84,6 +84,13 @@ pub struct Context {
     /// [`REGISTRATIONS`] when registered: orders registrations against an
     /// `io_destroy` (see [`forget_moved`]).
     registered_seq: AtomicU64,
+
+    // ---- T10 protection information (src/pi) ----
+    /// Protection-information format for emulated `IO_CMD_P*VM` iocbs
+    /// (`pi::encode_format`; 0 = the default).  Set by `io_set_pi_format`,
+    /// read at submit time; `Relaxed` is enough: it is a single word, and
+    /// an iocb submitted concurrently with the change may use either value.
+    pub pi_format: AtomicU32,
 }
 
 /// Number of `register` calls so far in this process.
@@ -195,6 +202,16 @@ impl Context {
             ring_id: AtomicU32::new(0),
             registered_seq: AtomicU64::new(0),
             user_owner: AtomicUsize::new(0),
+            pi_format: AtomicU32::new(0),
+        }
+    }
+
+    /// `ring->nr` read at registration (the kernel's `nr_events`, to which
+    /// it clamps a submission), or `None` if the ring was not understood.
+    pub fn ring_slots(&self) -> Option<u32> {
+        match self.ring_nr.load(Ordering::Relaxed) {
+            0 => None,
+            n => Some(n),
         }
     }
 
@@ -413,6 +430,7 @@ pub fn register(ctx: usize, max_events: u32) {
             );
             slot.generation.store(gen, Ordering::Relaxed);
             slot.max_events.store(max_events, Ordering::Relaxed);
+            slot.pi_format.store(0, Ordering::Relaxed);
             slot.key.store(ctx, Ordering::Release);
             return;
         }

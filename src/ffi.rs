@@ -307,6 +307,13 @@ pub unsafe extern "C" fn io_prep_pwritev2(
 /// Prepare a vectored read whose last iovec receives T10 protection
 /// information for the data read (`IO_CMD_PREADVM`).
 ///
+/// `iov[0 .. iovcnt-1)` is the data, `iov[iovcnt-1]` the PI buffer.  At
+/// `io_submit`: `fd` must be open with `O_DIRECT`, `iovcnt >= 2`, the PI
+/// buffer must hold one tuple per protection interval, and the data length
+/// and `offset` must be multiples of the interval (else `-EINVAL`).  When
+/// the completion is delivered, the PI buffer holds a tuple (app tag 0) for
+/// every interval read; `res` = bytes read.  See `io_set_pi_format`.
+///
 /// # Safety
 /// `iocb` is NULL or points to a writable `struct iocb`.
 #[no_mangle]
@@ -328,6 +335,11 @@ pub unsafe extern "C" fn io_prep_preadvm(
 /// Prepare a vectored write whose last iovec carries T10 protection
 /// information, verified before any byte is written (`IO_CMD_PWRITEVM`).
 ///
+/// Same layout and rules as `io_prep_preadvm`.  Every tuple's guard and
+/// (Type 1) reference tag is checked, except intervals whose app tag is
+/// 0xFFFF; on a mismatch the iocb completes with `res = -EILSEQ` and
+/// nothing is written, otherwise `res` = bytes written.
+///
 /// # Safety
 /// `iocb` is NULL or points to a writable `struct iocb`.
 #[no_mangle]
@@ -344,6 +356,28 @@ pub unsafe extern "C" fn io_prep_pwritevm(
             prep::rwv(io, io_iocb_cmd::IO_CMD_PWRITEVM, fd, iov, iovcnt, offset, 0)
         })
     }
+}
+
+/// Choose the protection-information format that PI iocbs
+/// (`io_prep_preadvm`/`io_prep_pwritevm`) submitted to `ctx` from now on use
+/// when the library emulates them: `format` is one of `IO_PI_*`, `interval`
+/// the bytes of data per tuple (512 or 4096).  The default is
+/// `IO_PI_T10_DIF_TYPE1_CRC` with 512.  A kernel with DIX passthrough uses
+/// the device's own format instead.
+///
+/// Returns 0, or `-EINVAL` for an unknown format or interval, or a context
+/// not created by this library in this process.
+///
+/// # Safety
+/// Any argument values are safe: `ctx` is only looked up, never dereferenced
+/// unless this library created it.
+#[no_mangle]
+pub unsafe extern "C" fn io_set_pi_format(
+    ctx: io_context_t,
+    format: c_int,
+    interval: core::ffi::c_uint,
+) -> c_int {
+    guard(|| crate::pi::set_format(ctx as usize, format, interval))
 }
 
 /// Prepare an `fsync`.

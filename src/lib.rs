@@ -8,6 +8,7 @@
 //! * [`ring`]: the kernel's mapped completion ring;
 //! * [`setup`], [`submit`], [`reap`], [`queue`]: the library's semantics;
 //! * [`prep`]: the `io_prep_*` helpers;
+//! * [`pi`]: T10 protection information (`IO_CMD_P*VM`), kernel or emulated;
 //! * [`compat`]: symbol versions and the `LIBAIO_0.1` entry points;
 //! * [`ffi`]: the exported functions, thin shims over the above.
 #![deny(unsafe_op_in_unsafe_fn)]
@@ -21,6 +22,7 @@ pub mod compat;
 pub mod context;
 #[allow(missing_docs)]
 pub mod ffi;
+pub mod pi;
 pub mod prep;
 pub mod queue;
 pub mod reap;

@@ -59,7 +59,10 @@ const KERNEL_SIGSET_SIZE: usize = 8;
 /// emulation) go here, gated on state in `Context` so plain users pay nothing.
 #[inline(always)]
 fn delivered(ctx: Option<&Context>, events: *mut io_event, n: usize) {
-    let _ = (ctx, events, n);
+    // T10-PI emulation (src/pi): turn the events of emulated PI iocbs back
+    // into the caller's (obj, data, res) and fill read PI.  Costs one relaxed
+    // load of the in-flight counter when no PI iocb is in flight.
+    crate::pi::complete(ctx.map_or(0, Context::ring_addr), events, n as i32);
 }
 
 extern "C" {

@@ -54,6 +54,10 @@ pub fn destroy(ctx: usize) -> i32 {
     if r == 0 && have_id {
         context::forget_moved(ctx, u32::from_ne_bytes(id), before);
     }
+    if r == 0 {
+        // Every in-flight request has finished: free emulated-PI records.
+        crate::pi::context_destroyed(ctx);
+    }
     if let Some(c) = registered {
         if r == 0 || r == -(libc::EINVAL as core::ffi::c_long) {
             context::unregister(ctx);

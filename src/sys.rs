@@ -19,6 +19,8 @@ mod nr {
     pub const IO_SUBMIT: i64 = 209;
     pub const IO_CANCEL: i64 = 210;
     pub const IO_PGETEVENTS: i64 = 333;
+    pub const FCNTL: i64 = 72;
+    pub const EVENTFD2: i64 = 290;
 }
 
 #[cfg(not(target_arch = "x86_64"))]
@@ -29,6 +31,8 @@ mod nr {
     pub const IO_SUBMIT: i64 = libc::SYS_io_submit as i64;
     pub const IO_CANCEL: i64 = libc::SYS_io_cancel as i64;
     pub const IO_PGETEVENTS: i64 = libc::SYS_io_pgetevents as i64;
+    pub const FCNTL: i64 = libc::SYS_fcntl as i64;
+    pub const EVENTFD2: i64 = libc::SYS_eventfd2 as i64;
 }
 
 /// Issue system call `n` with up to six integer arguments; returns the raw
@@ -155,6 +159,24 @@ pub fn io_pgetevents(
     )
 }
 
+/// `fcntl(fd, F_GETFL)`: the file status flags, or `-errno`.
+pub fn fcntl_getfl(fd: i32) -> c_long {
+    raw6(
+        nr::FCNTL,
+        fd as c_long as usize,
+        libc::F_GETFL as usize,
+        0,
+        0,
+        0,
+        0,
+    )
+}
+
+/// `eventfd2(initval, flags)`: a new eventfd, or `-errno`.
+pub fn eventfd(initval: u32, flags: i32) -> c_long {
+    raw6(nr::EVENTFD2, initval as usize, flags as usize, 0, 0, 0, 0)
+}
+
 /// `process_vm_readv`/`process_vm_writev` on our own process: the one way to
 /// copy to or from caller memory that the kernel validates (`-EFAULT` instead
 /// of a crash).  Used only off the hot path.
@@ -195,6 +217,45 @@ pub fn copy_from_user(dst: &mut [u8], src: usize) -> c_long {
     }
     let r = process_vm(false, dst.as_mut_ptr(), src, dst.len());
     if r == dst.len() as c_long {
+        0
+    } else if r >= 0 {
+        -(libc::EFAULT as c_long)
+    } else {
+        r
+    }
+}
+
+/// Copy the caller's ranges `src` (in order) into our buffers `dst` (in
+/// order), with the kernel checking `src`, in one system call.  The total
+/// lengths must be equal; at most 1024 (`IOV_MAX`) entries on each side.
+/// Returns 0 or `-EFAULT` (or another `-errno`, e.g. `-EINVAL`).
+pub fn copy_from_user_iov(dst: &mut [&mut [u8]], src: &[libc::iovec]) -> c_long {
+    let total: usize = dst.iter().map(|d| d.len()).sum();
+    if src.iter().map(|v| v.iov_len).sum::<usize>() != total {
+        return -(libc::EINVAL as c_long);
+    }
+    if total == 0 {
+        return 0;
+    }
+    let local: Vec<libc::iovec> = dst
+        .iter_mut()
+        .map(|d| libc::iovec {
+            iov_base: d.as_mut_ptr().cast(),
+            iov_len: d.len(),
+        })
+        .collect();
+    // SAFETY: getpid has no preconditions.
+    let pid = unsafe { libc::getpid() };
+    let r = raw6(
+        libc::SYS_process_vm_readv as i64,
+        pid as usize,
+        local.as_ptr() as usize,
+        local.len(),
+        src.as_ptr() as usize,
+        src.len(),
+        0,
+    );
+    if r == total as c_long {
         0
     } else if r >= 0 {
         -(libc::EFAULT as c_long)
@@ -246,6 +307,40 @@ mod tests {
         let mut out = [0u8; 4];
         assert_eq!(copy_to_user(out.as_mut_ptr() as usize, &[1, 2, 3, 4]), 0);
         assert_eq!(out, [1, 2, 3, 4]);
+        // Scattered: 16 + 4 caller bytes into 12 + 8 of ours.
+        let mut a = [0u8; 12];
+        let mut b = [0u8; 8];
+        let src_iov = [
+            libc::iovec {
+                iov_base: src.as_ptr() as *mut _,
+                iov_len: 16,
+            },
+            libc::iovec {
+                iov_base: out.as_ptr() as *mut _,
+                iov_len: 4,
+            },
+        ];
+        assert_eq!(copy_from_user_iov(&mut [&mut a, &mut b], &src_iov), 0);
+        assert_eq!(a, [7u8; 12]);
+        assert_eq!(b, [7, 7, 7, 7, 1, 2, 3, 4]);
+        let bad_iov = [
+            libc::iovec {
+                iov_base: src.as_ptr() as *mut _,
+                iov_len: 16,
+            },
+            libc::iovec {
+                iov_base: 8 as *mut _,
+                iov_len: 4,
+            },
+        ];
+        assert_eq!(
+            copy_from_user_iov(&mut [&mut a, &mut b], &bad_iov),
+            -(libc::EFAULT as c_long)
+        );
+        assert_eq!(
+            copy_from_user_iov(&mut [&mut a], &bad_iov),
+            -(libc::EINVAL as c_long)
+        );
     }
 }
 

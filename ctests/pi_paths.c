@@ -1,0 +1,177 @@
+/* PI iocbs through every delivery path and flag: io_pgetevents, an
+ * IOCB_FLAG_RESFD eventfd (signalled for emulated completions, -EILSEQ
+ * included), a zero-timeout peek, io_queue_wait, and a batch of only PI
+ * iocbs larger than the ring.  Also: the standards' CRC vectors through the
+ * public API (a PI read of known data returns the standard guard). */
+#include "pi_common.h"
+#include <signal.h>
+#include <sys/eventfd.h>
+
+static const struct fmt T1 = { IO_PI_T10_DIF_TYPE1_CRC, 512 };
+
+int main(void)
+{
+	io_context_t ctx = 0;
+	if (io_setup(16, &ctx) != 0)
+		return 77;
+	int fd = open("paths.dat", O_RDWR | O_CREAT | O_TRUNC | O_DIRECT, 0644);
+	if (fd < 0)
+		return 77;
+	uint8_t *d = xalloc(2 << 20), *p = xalloc(16384);
+	uint64_t rng = 7;
+	fill_random(d, 2 << 20, &rng);
+	if (pwrite(fd, d, 2 << 20, 0) != 2 << 20)
+		return 77;
+
+	/* io_pgetevents delivers translated events. */
+	struct iovec iov[2] = { { d, 4096 }, { p, 64 } };
+	struct iocb io, *l[1] = { &io };
+	struct io_event ev[64];
+	sigset_t mask;
+	sigemptyset(&mask);
+	io_prep_preadvm(&io, fd, iov, 2, 8192);
+	io.data = (void *)0xD0;
+	CHECK_EQ(io_submit(ctx, 1, l), 1, "submitted");
+	CHECK_EQ(io_pgetevents(ctx, 1, 1, ev, NULL, &mask), 1, "io_pgetevents reaps it");
+	CHECK(ev[0].obj == &io && ev[0].data == (void *)0xD0 && (long)ev[0].res == 4096,
+	      "io_pgetevents: translated event");
+	uint8_t want[1024];
+	expected_pi(T1, want, d, 4096, 8192);
+	CHECK(memcmp(p, want, 64) == 0, "io_pgetevents: PI");
+
+	/* IOCB_FLAG_RESFD: the caller's eventfd counts emulated completions. */
+	int efd = eventfd(0, EFD_CLOEXEC);
+	uint8_t *bad = xalloc(64);
+	memset(bad, 0x5A, 64);
+	struct iovec iov2[2] = { { d, 4096 }, { bad, 64 } };
+	struct iocb io2[2], *l2[2] = { &io2[0], &io2[1] };
+	io_prep_preadvm(&io2[0], fd, iov, 2, 0);
+	io_set_eventfd(&io2[0], efd);
+	io_prep_pwritevm(&io2[1], fd, iov2, 2, 0); /* bad PI: -EILSEQ */
+	io_set_eventfd(&io2[1], efd);
+	CHECK_EQ(io_submit(ctx, 2, l2), 2, "two PI iocbs with RESFD");
+	uint64_t cnt = 0, total = 0;
+	for (int i = 0; i < 100 && total < 2; i++) {
+		if (read(efd, &cnt, 8) == 8)
+			total += cnt;
+	}
+	CHECK_EQ(total, 2, "eventfd signalled for both");
+	int got = 0;
+	while (got < 2) {
+		int r = io_getevents(ctx, 1, 2, ev + got, NULL);
+		if (r <= 0)
+			break;
+		got += r;
+	}
+	CHECK_EQ(got, 2, "both reaped");
+	for (int i = 0; i < got; i++) {
+		if (ev[i].obj == &io2[0])
+			CHECK_EQ((long)ev[i].res, 4096, "RESFD read res");
+		else
+			CHECK(ev[i].obj == &io2[1] && (long)ev[i].res == -EILSEQ, "RESFD bad write -> -EILSEQ");
+	}
+	/* A bad resfd is the kernel's -EBADF (for the shadow). */
+	io_prep_preadvm(&io, fd, iov, 2, 0);
+	io_set_eventfd(&io, fd); /* not an eventfd */
+	CHECK_EQ(io_submit(ctx, 1, l), -EINVAL, "resfd that is not an eventfd -> kernel's -EINVAL");
+
+	/* Zero-timeout peek and io_queue_wait see the emulated op complete. */
+	io_prep_preadvm(&io, fd, iov, 2, 4096);
+	CHECK_EQ(io_submit(ctx, 1, l), 1, "submitted");
+	struct timespec zero = { 0, 0 };
+	int n = 0;
+	for (int i = 0; i < 50000 && n == 0; i++) { /* up to ~5 s */
+		n = io_getevents(ctx, 0, 1, ev, &zero);
+		if (n == 0)
+			usleep(100);
+	}
+	CHECK_EQ(n, 1, "zero-timeout polling reaps the PI read");
+	CHECK(ev[0].obj == &io && (long)ev[0].res == 4096, "polled event translated");
+	expected_pi(T1, want, d + 4096, 4096, 4096);
+	CHECK(memcmp(p, want, 64) == 0, "polled PI");
+
+	/* A batch of only PI iocbs, more than the context holds: the kernel's
+	 * limit applies (some accepted, the rest -EAGAIN or clamped) as for a
+	 * plain batch of the same size, and every accepted one completes. */
+	enum { M = 400 };
+	static struct iocb big[M], *lb[M];
+	uint8_t *pis = xalloc(M * 64), *dd = xalloc((size_t)M * 4096);
+	static struct iovec biov[M][2];
+	for (int i = 0; i < M; i++) {
+		biov[i][0] = (struct iovec){ dd + (size_t)i * 4096, 4096 };
+		biov[i][1] = (struct iovec){ pis + i * 64, 64 };
+		io_prep_preadvm(&big[i], fd, biov[i], 2, (long long)i * 4096);
+		lb[i] = &big[i];
+	}
+	int plain_acc;
+	{
+		io_context_t c2 = 0;
+		static struct iocb pl[M], *lp[M];
+		io_setup(16, &c2);
+		for (int i = 0; i < M; i++) {
+			io_prep_preadv(&pl[i], fd, biov[i], 1, (long long)i * 4096);
+			lp[i] = &pl[i];
+		}
+		plain_acc = io_submit(c2, M, lp);
+		io_destroy(c2);
+	}
+	int acc = io_submit(ctx, M, lb);
+	/* The kernel's per-CPU slot caching makes the exact count vary a little
+	 * from run to run; it must be partial and not above the plain count. */
+	CHECK(acc > 0 && acc < M && acc <= plain_acc, "oversized PI batch: %d of %d accepted (plain: %d)", acc, M,
+	      plain_acc);
+	got = 0;
+	while (got < acc) {
+		int r = io_getevents(ctx, 1, 64, ev, NULL);
+		if (r <= 0)
+			break;
+		for (int i = 0; i < r; i++)
+			if ((long)ev[i].res != 4096 || ev[i].obj < big || ev[i].obj >= big + acc)
+				CHECK(0, "oversized batch: event %ld", (long)ev[i].res);
+		got += r;
+	}
+	CHECK_EQ(got, acc, "every accepted PI iocb completes");
+	int pis_ok = 1;
+	for (int i = 0; i < acc; i++) {
+		expected_pi(T1, want, dd + (size_t)i * 4096, 4096, (long long)i * 4096);
+		pis_ok &= memcmp(pis + i * 64, want, 64) == 0;
+	}
+	CHECK(pis_ok, "their PI is correct");
+
+	/* Standards' vectors end to end: 4 KiB of zeros, 0xFF and an
+	 * incrementing pattern read with NVMe CRC64 PI (NVM Command Set spec
+	 * test cases), and 512 bytes of zeros with T10 DIF (guard 0). */
+	CHECK_EQ(io_set_pi_format(ctx, IO_PI_NVME_TYPE1_CRC64, 4096), 0, "NVMe format");
+	static const uint64_t nvme_guard[3] = { 0x6482D367EB22B64EULL, 0xC0DDBA7302ECA3ACULL, 0x3E729F5F6750449CULL };
+	for (int k = 0; k < 3; k++) {
+		for (int i = 0; i < 4096; i++)
+			d[i] = k == 0 ? 0 : k == 1 ? 0xFF : (uint8_t)i;
+		if (pwrite(fd, d, 4096, 0) != 4096)
+			return 1;
+		memset(d, 0xCC, 4096);
+		struct iovec v[2] = { { d, 4096 }, { p, 16 } };
+		io_prep_preadvm(&io, fd, v, 2, 0);
+		CHECK_EQ(submit1(ctx, &io), 1, "NVMe read");
+		CHECK_EQ(reap1(ctx, ev), 1, "NVMe read reaped");
+		uint64_t g = 0;
+		for (int i = 0; i < 8; i++)
+			g = g << 8 | p[i];
+		CHECK(g == nvme_guard[k], "NVMe spec vector %d: guard %016llx", k, (unsigned long long)g);
+	}
+	CHECK_EQ(io_set_pi_format(ctx, IO_PI_T10_DIF_TYPE1_CRC, 512), 0, "T10 format");
+	memset(d, 0, 512);
+	if (pwrite(fd, d, 512, 512 * 5) != 512)
+		return 1;
+	struct iovec v1[2] = { { d, 512 }, { p, 8 } };
+	io_prep_preadvm(&io, fd, v1, 2, 512 * 5);
+	CHECK_EQ(submit1(ctx, &io), 1, "T10 read");
+	CHECK_EQ(reap1(ctx, ev), 1, "T10 read reaped");
+	static const uint8_t t10_zero[8] = { 0, 0, 0, 0, 0, 0, 0, 5 };
+	CHECK(memcmp(p, t10_zero, 8) == 0, "T10: zeros -> guard 0000, app 0, ref 5");
+
+	CHECK_EQ(io_destroy(ctx), 0, "io_destroy");
+	close(efd);
+	close(fd);
+	free(d); free(p); free(bad); free(pis); free(dd);
+	return pi_finish();
+}

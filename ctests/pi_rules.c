@@ -1,0 +1,498 @@
+/* IO_CMD_PREADVM / IO_CMD_PWRITEVM: every rule, single-threaded.
+ * Works on any kernel: a DIX-passthrough kernel or the library's emulation
+ * must give the same answers (on storage without integrity support). */
+#include "pi_common.h"
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+
+static const struct fmt T1_512 = { IO_PI_T10_DIF_TYPE1_CRC, 512 };
+
+static int open_direct(const char *name, int extra)
+{
+	int fd = open(name, O_RDWR | O_CREAT | O_DIRECT | extra, 0644);
+	if (fd < 0) {
+		perror("open O_DIRECT");
+		exit(77);
+	}
+	return fd;
+}
+
+/* Write `len` bytes with PI at `off`; return the event's res (or the
+ * io_submit error). */
+static long write_pi(io_context_t ctx, int fd, uint8_t *data, size_t len, uint8_t *pi, size_t pilen, long long off)
+{
+	struct iovec iov[2] = { { data, len }, { pi, pilen } };
+	struct iocb io, *l[1] = { &io };
+	struct io_event ev;
+	io_prep_pwritevm(&io, fd, iov, 2, off);
+	io.data = (void *)0x5157;
+	int r = io_submit(ctx, 1, l);
+	if (r != 1)
+		return r < 0 ? r : -9999;
+	if (reap1(ctx, &ev) != 1)
+		return -9998;
+	if (ev.obj != &io || ev.data != (void *)0x5157)
+		return -9997;
+	return (long)ev.res;
+}
+
+static long read_pi(io_context_t ctx, int fd, uint8_t *data, size_t len, uint8_t *pi, size_t pilen, long long off)
+{
+	struct iovec iov[2] = { { data, len }, { pi, pilen } };
+	struct iocb io, *l[1] = { &io };
+	struct io_event ev;
+	io_prep_preadvm(&io, fd, iov, 2, off);
+	io.data = (void *)0x7EAD;
+	int r = io_submit(ctx, 1, l);
+	if (r != 1)
+		return r < 0 ? r : -9999;
+	if (reap1(ctx, &ev) != 1)
+		return -9998;
+	if (ev.obj != &io || ev.data != (void *)0x7EAD)
+		return -9997;
+	return (long)ev.res;
+}
+
+static int file_equals(int fd, const uint8_t *want, size_t len, long long off)
+{
+	uint8_t *got = xalloc(len);
+	ssize_t n = pread(fd, got, len, off);
+	int eq = n == (ssize_t)len && memcmp(got, want, len) == 0;
+	free(got);
+	return eq;
+}
+
+static void test_format(io_context_t ctx, int fd, struct fmt f, uint64_t *rng)
+{
+	char what[128];
+	snprintf(what, sizeof what, "format %#x/%zu", f.code, f.interval);
+	CHECK_EQ(io_set_pi_format(ctx, f.code, (unsigned)f.interval), 0, "io_set_pi_format");
+	size_t n = 16, len = n * f.interval, ts = fmt_tuple(f);
+	long long off = 8 * (long long)f.interval * 3;
+	uint8_t *data = xalloc(len), *pi = xalloc(n * ts), *back = xalloc(len), *piback = xalloc(n * ts),
+		*want = xalloc(n * ts);
+	fill_random(data, len, rng);
+	expected_pi(f, pi, data, len, off);
+	/* Type 1: the ref tag is the interval number; Type 3 writes anything. */
+	if (fmt_type1(f))
+		for (size_t i = 0; i < n; i++)
+			put_tuple(f, pi + i * ts, data + i * f.interval, (uint16_t)(0x100 + i),
+				  (uint64_t)off / f.interval + i);
+	else
+		for (size_t i = 0; i < n; i++)
+			put_tuple(f, pi + i * ts, data + i * f.interval, 0x42, 0xABCDEF);
+	CHECK_EQ(write_pi(ctx, fd, data, len, pi, n * ts, off), len, what);
+	CHECK(file_equals(fd, data, len, off), "%s: file holds the data", what);
+	memset(piback, 0xEE, n * ts);
+	CHECK_EQ(read_pi(ctx, fd, back, len, piback, n * ts, off), len, what);
+	CHECK(memcmp(back, data, len) == 0, "%s: data read back", what);
+	expected_pi(f, want, data, len, off);
+	CHECK(memcmp(piback, want, n * ts) == 0, "%s: PI read back = independent computation (app 0)", what);
+
+	/* Bad guard in interval 5 -> EILSEQ, nothing written. */
+	uint8_t *data2 = xalloc(len);
+	fill_random(data2, len, rng);
+	expected_pi(f, pi, data2, len, off);
+	pi[5 * ts] ^= 0x01;
+	CHECK_EQ(write_pi(ctx, fd, data2, len, pi, n * ts, off), -EILSEQ, "bad guard -> -EILSEQ");
+	CHECK(file_equals(fd, data, len, off), "%s: bad guard: file unchanged", what);
+	/* Same interval escaped: app tag 0xFFFF (+ ref all ones for Type 3). */
+	put_tuple(f, pi + 5 * ts, data, 0xFFFF, fmt_tuple(f) == 8 ? 0xFFFFFFFFULL : 0xFFFFFFFFFFFFULL);
+	CHECK_EQ(write_pi(ctx, fd, data2, len, pi, n * ts, off), len, "escaped interval is not checked");
+	CHECK(file_equals(fd, data2, len, off), "%s: escaped write landed", what);
+	if (!fmt_type1(f)) {
+		/* Type 3: app 0xFFFF alone does not escape. */
+		put_tuple(f, pi + 5 * ts, data, 0xFFFF, 7);
+		CHECK_EQ(write_pi(ctx, fd, data, len, pi, n * ts, off), -EILSEQ, "type 3 needs both escapes");
+		CHECK(file_equals(fd, data2, len, off), "%s: file unchanged", what);
+	}
+	/* Wrong ref tag: EILSEQ for Type 1 only. */
+	expected_pi(f, pi, data, len, off);
+	put_tuple(f, pi + 3 * ts, data + 3 * f.interval, 0, 999999);
+	long r = write_pi(ctx, fd, data, len, pi, n * ts, off);
+	if (fmt_type1(f)) {
+		CHECK_EQ(r, -EILSEQ, "bad ref tag -> -EILSEQ (type 1)");
+		CHECK(file_equals(fd, data2, len, off), "%s: bad ref: file unchanged", what);
+	} else {
+		CHECK_EQ(r, len, "ref tag not checked (type 3)");
+	}
+	free(data); free(data2); free(pi); free(back); free(piback); free(want);
+	CHECK_EQ(io_set_pi_format(ctx, IO_PI_T10_DIF_TYPE1_CRC, 512), 0, "back to the default");
+}
+
+static void test_invalid(io_context_t ctx, int fd)
+{
+	uint8_t *data = xalloc(8192), *pi = xalloc(128);
+	struct iovec iov[3] = { { data, 4096 }, { pi, 64 }, { pi, 64 } };
+	struct iocb io;
+
+	io_prep_pwritevm(&io, fd, iov, 2, 0);
+	iov[1].iov_len = 63;
+	CHECK_EQ(submit1(ctx, &io), -EINVAL, "short PI buffer (write)");
+	io_prep_preadvm(&io, fd, iov, 2, 0);
+	CHECK_EQ(submit1(ctx, &io), -EINVAL, "short PI buffer (read)");
+	iov[1].iov_len = 0;
+	CHECK_EQ(submit1(ctx, &io), -EINVAL, "empty PI iovec");
+	iov[1].iov_len = 64;
+	io_prep_preadvm(&io, fd, iov, 1, 0);
+	CHECK_EQ(submit1(ctx, &io), -EINVAL, "one iovec");
+	io_prep_preadvm(&io, fd, iov, 0, 0);
+	CHECK_EQ(submit1(ctx, &io), -EINVAL, "no iovec");
+	iov[0].iov_len = 4000;
+	io_prep_pwritevm(&io, fd, iov, 2, 0);
+	CHECK_EQ(submit1(ctx, &io), -EINVAL, "data length not a multiple of 512");
+	iov[0].iov_len = 4096;
+	io_prep_pwritevm(&io, fd, iov, 2, 100);
+	CHECK_EQ(submit1(ctx, &io), -EINVAL, "offset not a multiple of 512");
+	io_prep_pwritevm(&io, fd, iov, 2, -512);
+	CHECK_EQ(submit1(ctx, &io), -EINVAL, "negative offset");
+
+	/* 4096-byte interval: 512-aligned is not enough. */
+	CHECK_EQ(io_set_pi_format(ctx, IO_PI_T10_DIF_TYPE1_CRC, 4096), 0, "4096 interval");
+	io_prep_pwritevm(&io, fd, iov, 2, 512);
+	CHECK_EQ(submit1(ctx, &io), -EINVAL, "offset not a multiple of 4096");
+	CHECK_EQ(io_set_pi_format(ctx, IO_PI_T10_DIF_TYPE1_CRC, 512), 0, "512 interval");
+	CHECK_EQ(io_set_pi_format(ctx, 2, 512), -EINVAL, "unknown format");
+	CHECK_EQ(io_set_pi_format(ctx, IO_PI_NVME_TYPE1_CRC64, 1024), -EINVAL, "unknown interval");
+	CHECK_EQ(io_set_pi_format((io_context_t)0x12345000, IO_PI_NVME_TYPE1_CRC64, 512), -EINVAL,
+		 "unknown context");
+
+	/* Not O_DIRECT. */
+	int bfd = open("buffered.dat", O_RDWR | O_CREAT, 0644);
+	io_prep_pwritevm(&io, bfd, iov, 2, 0);
+	CHECK_EQ(submit1(ctx, &io), -EINVAL, "fd without O_DIRECT (write)");
+	io_prep_preadvm(&io, bfd, iov, 2, 0);
+	CHECK_EQ(submit1(ctx, &io), -EINVAL, "fd without O_DIRECT (read)");
+	close(bfd);
+	/* Wrong direction, bad fd. */
+	int wfd = open("pi.dat", O_WRONLY | O_DIRECT);
+	io_prep_preadvm(&io, wfd, iov, 2, 0);
+	CHECK_EQ(submit1(ctx, &io), -EBADF, "read from a write-only fd");
+	close(wfd);
+	io_prep_preadvm(&io, 9999, iov, 2, 0);
+	CHECK_EQ(submit1(ctx, &io), -EBADF, "closed fd");
+	/* Reserved field set: the kernel's -EINVAL stands. */
+	io_prep_preadvm(&io, fd, iov, 2, 0);
+	io.u.c.__pad3 = 1;
+	CHECK_EQ(submit1(ctx, &io), -EINVAL, "aio_reserved2 != 0");
+	free(data); free(pi);
+}
+
+static void test_bad_pointers(io_context_t ctx, int fd)
+{
+	uint8_t *data = xalloc(4096), *pi = xalloc(64);
+	struct iovec iov[2] = { { data, 4096 }, { pi, 64 } };
+	struct iocb io;
+	/* An unmapped page, so bad addresses are really bad. */
+	uint8_t *hole = mmap(NULL, 8192, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	io_prep_pwritevm(&io, fd, (struct iovec *)hole, 2, 0);
+	CHECK_EQ(submit1(ctx, &io), -EFAULT, "iovec array unmapped");
+	io_prep_pwritevm(&io, fd, (struct iovec *)8, 2, 0);
+	CHECK_EQ(submit1(ctx, &io), -EFAULT, "iovec array at 8");
+	iov[0].iov_base = hole;
+	io_prep_pwritevm(&io, fd, iov, 2, 0);
+	CHECK_EQ(submit1(ctx, &io), -EFAULT, "write data unmapped");
+	iov[0].iov_base = data;
+	iov[1].iov_base = hole;
+	CHECK_EQ(submit1(ctx, &io), -EFAULT, "write PI unmapped");
+	io_prep_preadvm(&io, fd, iov, 2, 0);
+	CHECK_EQ(submit1(ctx, &io), -EFAULT, "read PI unmapped");
+	uint8_t *ro = mmap(NULL, 4096, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0); /* read-only PI */
+	iov[1].iov_base = ro;
+	CHECK_EQ(submit1(ctx, &io), -EFAULT, "read PI read-only");
+	/* Read into an unmapped data buffer: the kernel's answer (at submit or
+	 * in the event), and the PI buffer is not touched. */
+	iov[0].iov_base = hole;
+	iov[1].iov_base = pi;
+	memset(pi, 0xAB, 64);
+	io_prep_preadvm(&io, fd, iov, 2, 0);
+	int r = submit1(ctx, &io);
+	if (r == 1) {
+		struct io_event ev;
+		CHECK_EQ(reap1(ctx, &ev), 1, "event for the bad read");
+		CHECK_EQ((long)ev.res, -EFAULT, "bad read data -> res -EFAULT");
+		CHECK(ev.obj == &io, "event names the caller's iocb");
+	} else {
+		CHECK_EQ(r, -EFAULT, "bad read data -> -EFAULT");
+	}
+	/* A bad iocb pointer in the array: the kernel's -EFAULT. */
+	struct iocb *l[1] = { (struct iocb *)hole };
+	CHECK_EQ(io_submit(ctx, 1, l), -EFAULT, "iocb pointer unmapped");
+	munmap(hole, 8192);
+	munmap(ro, 4096);
+	free(data); free(pi);
+}
+
+/* Mixed batch: plain and PI iocbs, all accepted, right events. */
+static void test_mixed_batch(io_context_t ctx, int fd, uint64_t *rng)
+{
+	enum { N = 6 };
+	uint8_t *buf[N], *pi[N];
+	struct iovec iov[N][2];
+	struct iocb io[N], *l[N];
+	for (int i = 0; i < N; i++) {
+		buf[i] = xalloc(4096);
+		pi[i] = xalloc(64);
+		iov[i][0] = (struct iovec){ buf[i], 4096 };
+		iov[i][1] = (struct iovec){ pi[i], 64 };
+		l[i] = &io[i];
+	}
+	fill_random(buf[0], 4096, rng);
+	fill_random(buf[1], 4096, rng);
+	expected_pi(T1_512, pi[1], buf[1], 4096, 65536 + 4096);
+	io_prep_pwrite(&io[0], fd, buf[0], 4096, 65536);                /* plain write */
+	io_prep_pwritevm(&io[1], fd, iov[1], 2, 65536 + 4096);          /* PI write */
+	io_prep_pwritevm(&io[2], fd, iov[2], 2, 65536 + 8192);          /* PI write, bad PI */
+	memset(pi[2], 0x11, 64);
+	io_prep_pread(&io[3], fd, buf[3], 4096, 0);                     /* plain read */
+	io_prep_preadvm(&io[4], fd, iov[4], 2, 0);                      /* PI read */
+	io_prep_fsync(&io[5], fd);                                      /* plain */
+	for (int i = 0; i < N; i++)
+		io[i].data = (void *)(uintptr_t)(100 + i);
+	CHECK_EQ(io_submit(ctx, N, l), N, "mixed batch: all accepted");
+	struct io_event ev[N];
+	int got = 0;
+	while (got < N) {
+		int r = io_getevents(ctx, 1, N - got, ev + got, NULL);
+		if (r <= 0)
+			break;
+		got += r;
+	}
+	CHECK_EQ(got, N, "mixed batch: N events");
+	int seen[N] = { 0 };
+	for (int k = 0; k < got; k++) {
+		int i = (int)((struct iocb *)ev[k].obj - io);
+		if (i < 0 || i >= N) {
+			CHECK(0, "event obj %p is one of the batch's iocbs", (void *)ev[k].obj);
+			continue;
+		}
+		seen[i]++;
+		CHECK_EQ((uintptr_t)ev[k].data, 100 + i, "event data is the iocb's");
+		long want = i == 2 ? -EILSEQ : i == 5 ? 0 : 4096;
+		CHECK_EQ((long)ev[k].res, want, "event res");
+	}
+	for (int i = 0; i < N; i++)
+		CHECK_EQ(seen[i], 1, "each iocb completes exactly once");
+	uint8_t want[64];
+	expected_pi(T1_512, want, buf[4], 4096, 0);
+	CHECK(memcmp(pi[4], want, 64) == 0, "PI read in a mixed batch");
+	CHECK(file_equals(fd, buf[1], 4096, 65536 + 4096), "PI write in a mixed batch landed");
+	for (int i = 0; i < N; i++) {
+		free(buf[i]);
+		free(pi[i]);
+	}
+}
+
+/* A batch stops at an invalid PI iocb: io_submit returns the count before. */
+static void test_batch_stops(io_context_t ctx, int fd)
+{
+	uint8_t *a = xalloc(4096), *b = xalloc(4096), *pa = xalloc(64), *pb = xalloc(64);
+	struct iovec va[2] = { { a, 4096 }, { pa, 64 } }, vb[2] = { { b, 4096 }, { pb, 8 } };
+	struct iocb io[4], *l[4] = { &io[0], &io[1], &io[2], &io[3] };
+	io_prep_pread(&io[0], fd, a + 0, 512, 0);
+	io_prep_preadvm(&io[1], fd, va, 2, 0);
+	io_prep_preadvm(&io[2], fd, vb, 2, 0); /* PI buffer too short */
+	io_prep_pread(&io[3], fd, b, 512, 0);
+	CHECK_EQ(io_submit(ctx, 4, l), 2, "batch stops before the invalid PI iocb");
+	struct io_event ev[4];
+	struct timespec ts = { 0, 200 * 1000 * 1000 };
+	int got = 0, r;
+	while ((r = io_getevents(ctx, 1, 4, ev + got, &ts)) > 0)
+		got += r;
+	CHECK_EQ(got, 2, "only the accepted iocbs complete");
+	/* The invalid one first: -EINVAL, nothing accepted. */
+	CHECK_EQ(io_submit(ctx, 2, l + 2), -EINVAL, "invalid PI iocb first -> -EINVAL");
+	/* A plain invalid iocb after a PI one. */
+	io_prep_pread(&io[3], fd, b, 512, 0);
+	io[3].aio_lio_opcode = 77;
+	CHECK_EQ(io_submit(ctx, 2, l + 1), 1, "PI iocb then a bad plain iocb -> 1");
+	CHECK_EQ(reap1(ctx, ev), 1, "its event");
+	CHECK(ev[0].obj == &io[1] && (long)ev[0].res == 4096, "the PI read completed");
+
+	/* Runs of PI iocbs (submitted by the library as one batch of shadows):
+	 * good reads, a good write, a bad-PI write, then an invalid one. */
+	enum { R = 8 };
+	struct iocb run[R], *lr[R];
+	struct iovec rv[R][2];
+	uint8_t *rd = xalloc(R * 4096), *rp = xalloc(R * 64), *rwant = xalloc(64);
+	for (int i = 0; i < R; i++) {
+		rv[i][0] = (struct iovec){ rd + i * 4096, 4096 };
+		rv[i][1] = (struct iovec){ rp + i * 64, 64 };
+		io_prep_preadvm(&run[i], fd, rv[i], 2, (long long)i * 4096);
+		run[i].data = (void *)(uintptr_t)i;
+		lr[i] = &run[i];
+	}
+	memset(rd + 5 * 4096, 0x3C, 4096);
+	expected_pi(T1_512, rp + 5 * 64, rd + 5 * 4096, 4096, 5 * 4096);
+	io_prep_pwritevm(&run[5], fd, rv[5], 2, 5 * 4096);            /* good write */
+	run[5].data = (void *)5;
+	io_prep_pwritevm(&run[6], fd, rv[6], 2, 6 * 4096);            /* bad PI (zeros) */
+	run[6].data = (void *)6;
+	memset(rp + 6 * 64, 0x77, 64);
+	rv[7][1].iov_len = 8;                                          /* invalid: short PI */
+	CHECK_EQ(io_submit(ctx, R, lr), 7, "run of PI iocbs stops before the invalid one");
+	got = 0;
+	int res_ok = 1, seen[R] = { 0 };
+	struct io_event rev[R];
+	while (got < 7 && (r = io_getevents(ctx, 1, R, rev, NULL)) > 0) {
+		for (int k = 0; k < r; k++) {
+			int i = (int)(uintptr_t)rev[k].data;
+			if (i < 0 || i >= 7 || rev[k].obj != &run[i]) {
+				res_ok = 0;
+				continue;
+			}
+			seen[i]++;
+			res_ok &= (long)rev[k].res == (i == 6 ? -EILSEQ : 4096);
+		}
+		got += r;
+	}
+	CHECK_EQ(got, 7, "run: 7 events");
+	CHECK(res_ok, "run: every event names its iocb with the right res");
+	int once = 1;
+	for (int i = 0; i < 7; i++)
+		once &= seen[i] == 1;
+	CHECK(once, "run: each exactly once");
+	int pis = 1;
+	for (int i = 0; i < 5; i++) {
+		expected_pi(T1_512, rwant, rd + i * 4096, 4096, (long long)i * 4096);
+		pis &= memcmp(rwant, rp + i * 64, 64) == 0;
+	}
+	CHECK(pis, "run: PI of the reads");
+	CHECK(file_equals(fd, rd + 5 * 4096, 4096, 5 * 4096), "run: the good write landed");
+	free(rd); free(rp); free(rwant);
+	free(a); free(b); free(pa); free(pb);
+}
+
+static int cb_calls;
+static struct iocb *cb_iocb[4];
+static long cb_res[4];
+static void cb(io_context_t ctx, struct iocb *io, long res, long res2)
+{
+	(void)ctx;
+	(void)res2;
+	if (cb_calls < 4) {
+		cb_iocb[cb_calls] = io;
+		cb_res[cb_calls] = res;
+	}
+	cb_calls++;
+}
+
+static void test_queue_run(io_context_t ctx, int fd)
+{
+	uint8_t *a = xalloc(4096), *pa = xalloc(64), *b = xalloc(4096), *pb = xalloc(64);
+	struct iovec va[2] = { { a, 4096 }, { pa, 64 } }, vb[2] = { { b, 4096 }, { pb, 64 } };
+	struct iocb io[2], *l[2] = { &io[0], &io[1] };
+	io_prep_preadvm(&io[0], fd, va, 2, 0);
+	io_set_callback(&io[0], cb);
+	memset(pb, 0x33, 64);
+	io_prep_pwritevm(&io[1], fd, vb, 2, 0); /* bad PI: -EILSEQ */
+	io_set_callback(&io[1], cb);
+	CHECK_EQ(io_submit(ctx, 2, l), 2, "queue_run: submitted");
+	for (int tries = 0; cb_calls < 2 && tries < 1000; tries++) {
+		if (io_queue_run(ctx) != 0)
+			break;
+		usleep(1000);
+	}
+	CHECK_EQ(cb_calls, 2, "io_queue_run called both callbacks");
+	for (int i = 0; i < 2 && i < cb_calls; i++) {
+		if (cb_iocb[i] == &io[0])
+			CHECK_EQ(cb_res[i], 4096, "callback of the PI read");
+		else if (cb_iocb[i] == &io[1])
+			CHECK_EQ(cb_res[i], -EILSEQ, "callback of the bad PI write");
+		else
+			CHECK(0, "callback got the caller's iocb");
+	}
+	uint8_t want[64];
+	expected_pi(T1_512, want, a, 4096, 0);
+	CHECK(memcmp(pa, want, 64) == 0, "PI delivered through io_queue_run");
+	free(a); free(b); free(pa); free(pb);
+}
+
+static void test_cancel(io_context_t ctx, int fd)
+{
+	uint8_t *a = xalloc(65536), *pa = xalloc(1024);
+	struct iovec va[2] = { { a, 65536 }, { pa, 1024 } };
+	struct iocb io, plain;
+	struct io_event ev;
+	io_prep_pread(&plain, fd, a, 4096, 0);
+	CHECK_EQ(submit1(ctx, &plain), 1, "plain read submitted");
+	int want = io_cancel(ctx, &plain, &ev);
+	reap1(ctx, &ev);
+	io_prep_preadvm(&io, fd, va, 2, 0);
+	CHECK_EQ(submit1(ctx, &io), 1, "PI read submitted");
+	int r = io_cancel(ctx, &io, &ev);
+	CHECK_EQ(r, want, "io_cancel of a PI read answers as for a plain read");
+	CHECK_EQ(r, -EINVAL, "... which is -EINVAL");
+	CHECK_EQ(reap1(ctx, &ev), 1, "the PI read still completes");
+	CHECK(ev.obj == &io, "with the caller's iocb");
+	free(a); free(pa);
+}
+
+/* Short read at EOF: tuples only for the intervals read. */
+static void test_short_read(io_context_t ctx, uint64_t *rng)
+{
+	int fd = open_direct("short.dat", O_TRUNC);
+	uint8_t *d = xalloc(8192), *pi = xalloc(128), *back = xalloc(8192), *want = xalloc(128);
+	fill_random(d, 4096, rng);
+	CHECK_EQ(pwrite(fd, d, 4096, 0), 4096, "4 KiB file");
+	memset(pi, 0xEE, 128);
+	CHECK_EQ(read_pi(ctx, fd, back, 8192, pi, 128, 0), 4096, "short read at EOF");
+	expected_pi(T1_512, want, d, 4096, 0);
+	CHECK(memcmp(pi, want, 64) == 0, "tuples for the 8 intervals read");
+	uint8_t zero[64] = { 0 };
+	CHECK(memcmp(pi + 64, zero, 64) == 0, "intervals not read have zero tuples");
+	/* Scattered iovecs (512-multiples, as O_DIRECT needs), out of order in
+	 * memory: tuples computed across iovec boundaries. */
+	struct iovec iov[4] = {
+		{ back, 1536 }, { back + 4096, 1024 }, { back + 2048, 1536 }, { pi, 64 }
+	};
+	struct iocb io;
+	struct io_event ev;
+	io_prep_preadvm(&io, fd, iov, 4, 0);
+	CHECK_EQ(submit1(ctx, &io), 1, "scattered PI read submitted");
+	CHECK_EQ(reap1(ctx, &ev), 1, "scattered PI read reaped");
+	CHECK_EQ((long)ev.res, 4096, "scattered read res");
+	static uint8_t flat[4096];
+	memcpy(flat, back, 1536);
+	memcpy(flat + 1536, back + 4096, 1024);
+	memcpy(flat + 2560, back + 2048, 1536);
+	CHECK(memcmp(flat, d, 4096) == 0, "scattered data");
+	CHECK(memcmp(pi, want, 64) == 0, "scattered PI");
+	close(fd);
+	free(d); free(pi); free(back); free(want);
+}
+
+int main(void)
+{
+	io_context_t ctx = 0;
+	uint64_t rng = 0x9E3779B97F4A7C15ULL;
+	if (io_setup(64, &ctx) != 0) {
+		printf("io_setup failed\n");
+		return 77;
+	}
+	int fd = open_direct("pi.dat", 0);
+	uint8_t *zero = xalloc(1 << 20);
+	if (pwrite(fd, zero, 1 << 20, 0) != 1 << 20) {
+		perror("pwrite");
+		return 77;
+	}
+	free(zero);
+	test_format(ctx, fd, (struct fmt){ IO_PI_T10_DIF_TYPE1_CRC, 512 }, &rng);
+	test_format(ctx, fd, (struct fmt){ IO_PI_T10_DIF_TYPE1_CRC, 4096 }, &rng);
+	test_format(ctx, fd, (struct fmt){ IO_PI_T10_DIF_TYPE3_CRC, 512 }, &rng);
+	test_format(ctx, fd, (struct fmt){ IO_PI_NVME_TYPE1_CRC64, 4096 }, &rng);
+	test_format(ctx, fd, (struct fmt){ IO_PI_NVME_TYPE1_CRC64, 512 }, &rng);
+	test_format(ctx, fd, (struct fmt){ IO_PI_NVME_TYPE3_CRC64, 4096 }, &rng);
+	test_invalid(ctx, fd);
+	test_bad_pointers(ctx, fd);
+	test_mixed_batch(ctx, fd, &rng);
+	test_batch_stops(ctx, fd);
+	test_queue_run(ctx, fd);
+	test_cancel(ctx, fd);
+	test_short_read(ctx, &rng);
+	CHECK_EQ(io_destroy(ctx), 0, "io_destroy");
+	close(fd);
+	return pi_finish();
+}

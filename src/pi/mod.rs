@@ -1,0 +1,162 @@
+//! T10 protection information (PI) for `IO_CMD_PREADVM`/`IO_CMD_PWRITEVM`.
+//!
+//! The iovec array of such an iocb is data followed by one PI buffer.  A
+//! kernel with DIX passthrough does the work itself; everywhere else the
+//! library emulates it (below): writes are verified (application →
+//! library) before any byte is written, reads return PI computed over the
+//! data actually read.  The `format` module holds the tuple formats.
+//!
+//! Hooks, each costing plain users at most one relaxed load or nothing:
+//! * `submit::submit` calls [`submit::submit_rest`] only when the kernel
+//!   accepted fewer iocbs than asked;
+//! * every reaped batch goes through [`complete()`];
+//! * `setup::destroy` calls [`context_destroyed`].
+//!
+//! # Emulation: how an emulated iocb travels
+//!
+//! Through the kernel's own AIO ring ([`submit`], [`record`], [`mod@complete`]):
+//!
+//! 1. `submit::submit` issues the plain `io_submit(2)`.  Only if the
+//!    kernel accepted fewer than `nr` does [`submit::submit_rest`] run.  A
+//!    kernel that accepted opcodes 9/10 (DIX passthrough) never gets here.
+//! 2. [`submit::submit_rest`] learns the error of the first refused iocb;
+//!    if it is `-EINVAL` and the iocb is a PI iocb, it validates it (the
+//!    patch's rules), builds a record and submits a *shadow* iocb instead:
+//!    `PREADV` into the caller's data buffers, `PWRITEV` from a verified
+//!    bounce copy, or — for a write whose PI does not verify — a `POLL` on a
+//!    fresh, readable eventfd, which completes at once and becomes
+//!    `res = -EILSEQ`.  The PI iocbs that directly follow it in the batch
+//!    are read (kernel-checked), validated and submitted with it, as one
+//!    batch of shadows.  Then it goes on with the rest of the batch.
+//! 3. Every batch of reaped events passes through [`complete()`], which
+//!    recognises shadow events by their `obj` (the address of a shadow iocb
+//!    in a live record), computes read PI into the caller's PI buffer, and
+//!    rewrites the event to `obj` = caller's iocb, `data` = caller's data.
+//!
+//! Ordering, blocking, threads and exactly-once delivery are the kernel's:
+//! each shadow completion is handed to exactly one reaper, which alone
+//! removes its record and translates it.
+//!
+//! # Caller memory
+//!
+//! * The refused iocb and its slot in the array: read directly (the kernel
+//!   has just read them); the iocbs looked at after it, the iovec arrays,
+//!   a write's data and PI: kernel-checked copies (`-EFAULT`).
+//! * A write is verified and written from a private bounce copy, so what
+//!   is written is exactly what was verified.
+//! * A read's data lands in the caller's buffers (checked by the kernel);
+//!   its PI buffer is proven writable at submit (a kernel-checked write of
+//!   zeros) and filled directly when the completion is reaped.
+//!
+//! The default format and the others are in [`crate::pi::format`]; the
+//! format is chosen per context (`io_set_pi_format`) and fixed for an iocb
+//! when it is submitted.
+
+pub mod complete;
+pub mod format;
+pub mod record;
+pub mod submit;
+
+use crate::abi::{
+    io_event, IO_PI_NVME_TYPE1_CRC64, IO_PI_NVME_TYPE3_CRC64, IO_PI_T10_DIF_TYPE1_CRC,
+    IO_PI_T10_DIF_TYPE3_CRC,
+};
+use crate::context::{self, Context};
+use core::sync::atomic::Ordering;
+use format::{Format, Guard, PiType};
+
+/// The reap hook: translate the emulated-PI events among the `n` events
+/// just stored in `events` for context `ctx`.  Call after every successful
+/// reap, whichever path (system call or user-space ring) produced it.
+#[inline(always)]
+pub fn complete(_ctx: usize, events: *mut io_event, n: i32) {
+    complete::complete(events, n)
+}
+
+/// The `io_destroy` hook (after the kernel's successful destroy).
+#[inline]
+pub fn context_destroyed(ctx: usize) {
+    complete::forget_context(ctx)
+}
+
+/// Encode a C format constant and interval for `Context::pi_format`
+/// (0 = the default format).
+fn encode(format: i32, interval: u32) -> Option<u32> {
+    let known = [
+        IO_PI_T10_DIF_TYPE1_CRC,
+        IO_PI_T10_DIF_TYPE3_CRC,
+        IO_PI_NVME_TYPE1_CRC64,
+        IO_PI_NVME_TYPE3_CRC64,
+    ];
+    if !known.contains(&format) || !(interval == 512 || interval == 4096) {
+        return None;
+    }
+    Some(format as u32 | (interval.trailing_zeros() << 8))
+}
+
+fn decode(v: u32) -> Format {
+    if v == 0 {
+        return Format::DEFAULT;
+    }
+    let (guard, pi_type) = match (v & 0xFF) as i32 {
+        IO_PI_T10_DIF_TYPE3_CRC => (Guard::Crc16, PiType::Type3),
+        IO_PI_NVME_TYPE1_CRC64 => (Guard::Crc64, PiType::Type1),
+        IO_PI_NVME_TYPE3_CRC64 => (Guard::Crc64, PiType::Type3),
+        _ => (Guard::Crc16, PiType::Type1),
+    };
+    Format {
+        guard,
+        pi_type,
+        interval: 1 << (v >> 8),
+    }
+}
+
+/// The format in force for a context.
+pub fn format_of(c: &Context) -> Format {
+    decode(c.pi_format.load(Ordering::Relaxed))
+}
+
+/// `io_set_pi_format(ctx, format, interval)`: choose the PI format that
+/// emulated PI iocbs submitted to `ctx` from now on use.  `-EINVAL` for an
+/// unknown format, an interval other than 512/4096, or a context not
+/// created by this library in this process.
+pub fn set_format(ctx: usize, format: i32, interval: u32) -> i32 {
+    let Some(c) = context::lookup(ctx) else {
+        return -libc::EINVAL;
+    };
+    match encode(format, interval) {
+        Some(v) => {
+            c.pi_format.store(v, Ordering::Relaxed);
+            0
+        }
+        None => -libc::EINVAL,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn format_codes_round_trip() {
+        assert_eq!(decode(0), Format::DEFAULT);
+        for (f, g, t) in [
+            (IO_PI_T10_DIF_TYPE1_CRC, Guard::Crc16, PiType::Type1),
+            (IO_PI_T10_DIF_TYPE3_CRC, Guard::Crc16, PiType::Type3),
+            (IO_PI_NVME_TYPE1_CRC64, Guard::Crc64, PiType::Type1),
+            (IO_PI_NVME_TYPE3_CRC64, Guard::Crc64, PiType::Type3),
+        ] {
+            for iv in [512u32, 4096] {
+                let d = decode(encode(f, iv).unwrap());
+                assert_eq!((d.guard, d.pi_type, d.interval), (g, t, iv as usize));
+            }
+        }
+        assert_eq!(encode(2, 512), None);
+        assert_eq!(encode(IO_PI_T10_DIF_TYPE1_CRC, 1024), None);
+        assert_eq!(encode(IO_PI_T10_DIF_TYPE1_CRC, 0), None);
+        assert_eq!(
+            set_format(0x1234_5000, IO_PI_T10_DIF_TYPE1_CRC, 512),
+            -libc::EINVAL
+        );
+    }
+}
