@@ -6,6 +6,7 @@
 //! * [`sys`]: raw system calls (negative errno, `errno` untouched);
 //! * [`context`]: which contexts this process created (and may read);
 //! * [`ring`]: the kernel's mapped completion ring;
+//! * [`proven`]: caller memory the kernel has proven usable (per thread);
 //! * [`setup`], [`submit`], [`reap`], [`queue`]: the library's semantics;
 //! * [`prep`]: the `io_prep_*` helpers;
 //! * [`compat`]: symbol versions and the `LIBAIO_0.1` entry points;
@@ -22,6 +23,7 @@ pub mod context;
 #[allow(missing_docs)]
 pub mod ffi;
 pub mod prep;
+pub mod proven;
 pub mod queue;
 pub mod reap;
 pub mod ring;
