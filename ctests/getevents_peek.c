@@ -42,6 +42,17 @@ static int deny_getevents(void)
 	return (int)syscall(__NR_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog);
 }
 
+static int callbacks;
+
+static void count_callback(io_context_t c, struct iocb *io, long res, long res2)
+{
+	(void)c;
+	(void)io;
+	(void)res2;
+	if (res == 8)
+		callbacks++;
+}
+
 int main(void)
 {
 	io_context_t ctx = 0;
@@ -83,17 +94,25 @@ int main(void)
 		/* New context in the child (the parent's is unknown here). */
 		ctx = 0;
 		REQUIRE(io_setup(8, &ctx) == 0);
+		/* A caller's timeout is read in user space only once the kernel
+		 * has read that pointer (src/proven.rs): this call does it. */
+		CHECK_RET(io_getevents(ctx, 0, 4, ev, &zero), 0);
 		REQUIRE(deny_getevents() == 0);
 		/* The filter works: a call that must reach the kernel fails. */
 		CHECK_RET(io_getevents(ctx, 1, 4, ev, &ms1), -ENOTTY);
 		CHECK_RET(io_pgetevents(ctx, 1, 4, ev, &ms1, NULL), -ENOTTY);
 		/* Argument errors go to the kernel too. */
 		CHECK_RET(io_getevents(ctx, 5, 4, ev, &zero), -ENOTTY);
-		/* The peek does not. */
+		/* The peek does not (with the timeout the kernel read above). */
 		CHECK_RET(io_getevents(ctx, 0, 4, ev, &zero), 0);
 		CHECK_RET(io_getevents(ctx, 1, 4, ev, &zero), 0);
 		CHECK_RET(io_pgetevents(ctx, 1, 4, ev, &zero, NULL), 0);
 		CHECK_RET(io_queue_run(ctx), 0);
+		/* A timeout the kernel never read is not read by the peek. */
+		{
+			struct timespec zero2 = { 0, 0 };
+			CHECK_RET(io_getevents(ctx, 0, 4, ev, &zero2), -ENOTTY);
+		}
 		/* A non-empty ring: the event is either taken from the ring in
 		 * user space (1) or the kernel is asked (blocked here: -ENOTTY);
 		 * both are fine, anything else is not. */
@@ -107,6 +126,14 @@ int main(void)
 			if (r == 1)
 				CHECK(ev[0].obj == &cb && ev[0].res == 8);
 		}
+		/* io_queue_run drains a non-empty ring with its own memory: no
+		 * system call (one would fail with -ENOTTY). */
+		io_prep_pread(&cb, fd, buf, 8, 0);
+		io_set_callback(&cb, count_callback);
+		CHECK_RET(io_submit(ctx, 1, list), 1);
+		usleep(20000);
+		CHECK_RET(io_queue_run(ctx), 0);
+		CHECK_EQ(callbacks, 1);
 		fflush(stdout);
 		_exit(ctest_finish());
 	}

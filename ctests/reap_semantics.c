@@ -3,7 +3,9 @@
  *
  *  - events that are ready are returned without a system call (observable:
  *    a timeout pointer into an unreadable page makes the kernel answer
- *    -EFAULT, so a call that returns the events did not enter the kernel);
+ *    -EFAULT, so a call that returns the events did not enter the kernel),
+ *    once the kernel has written into that events buffer (src/proven.rs):
+ *    before that, the system call (here: -EFAULT, events kept);
  *  - LIBAIO_RS_NO_USER_REAP=1 turns that off (the same call gets -EFAULT);
  *  - a wait interrupted by a signal returns -EINTR;
  *  - io_pgetevents with a mask that unblocks a pending signal delivers it
@@ -96,6 +98,11 @@ int main(int argc, char **argv)
 	CHECK(r == 0, "io_setup = %d", r);
 	struct timespec *bad = unreadable_timeout();
 
+	submit_ready(3);
+	r = io_getevents(ctx, 1, 8, ev, bad);
+	CHECK(r == -EFAULT, "a buffer the kernel never wrote: the system call (-EFAULT for the timeout): %d", r);
+	r = io_getevents(ctx, 3, 8, ev, NULL);
+	CHECK(r == 3, "the events were kept; the kernel writes them to ev: %d", r);
 	submit_ready(3);
 	r = io_getevents(ctx, 1, 8, ev, bad);
 	if (no_user_reap) {

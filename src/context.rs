@@ -331,6 +331,9 @@ static ATFORK: Once = Once::new();
 
 extern "C" fn after_fork_in_child() {
     FORK_GENERATION.fetch_add(1, Ordering::Release);
+    // Memory marked MADV_DONTFORK is not in the child: trust no buffer the
+    // kernel proved in the parent (see `proven`).
+    crate::proven::forget_all();
 }
 
 #[inline(always)]

@@ -6,6 +6,7 @@
 //! * [`sys`]: raw system calls (negative errno, `errno` untouched);
 //! * [`context`]: which contexts this process created (and may read);
 //! * [`ring`]: the kernel's mapped completion ring;
+//! * [`proven`]: caller memory the kernel has proven usable (per thread);
 //! * [`setup`], [`submit`], [`reap`], [`queue`]: the library's semantics;
 //! * [`prep`]: the `io_prep_*` helpers;
 //! * [`pi`]: T10 protection information (`IO_CMD_P*VM`), kernel or emulated;
@@ -24,6 +25,7 @@ pub mod context;
 pub mod ffi;
 pub mod pi;
 pub mod prep;
+pub mod proven;
 pub mod queue;
 pub mod reap;
 pub mod ring;

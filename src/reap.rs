@@ -8,12 +8,23 @@
 //! when the caller must wait for more events than are ready, or when the
 //! fast path is not safe; then the kernel's answer is returned unchanged.
 //!
+//! Caller memory: events are copied only into the part of `events` that the
+//! kernel itself has already written in an earlier system call of this
+//! thread, and `*timeout` is read only if the kernel has already read that
+//! pointer (see `proven`: a per-thread cache of such proofs).  An `events`
+//! buffer the kernel has not proven gets the system call (which proves it
+//! for the next call), so a bad buffer gets the kernel's `-EFAULT`, with the
+//! events left in the ring, and never a `SIGSEGV`.  The memory of
+//! `io_queue_run` (its event and zero timeout) is the library's own and is
+//! always trusted ([`getevents_own_memory`]).
+//!
 //! The kernel path is taken for: contexts not registered here (other
 //! libraries' contexts, contexts of the parent after `fork()`, the new
 //! address of a ring moved with `mremap`); a ring header that is not what it
 //! was at `io_setup` (magic, `incompat_features`, `head`/`tail` in range);
 //! `min_nr < 0`, `min_nr > nr`, `nr <= 0`; `events` not a plausible user range
-//! for `nr` events; a timeout pointer that is neither NULL nor plausible;
+//! for `nr` events, or not proven writable by the kernel, or overlapping the
+//! ring; a timeout pointer that is neither NULL nor plausible;
 //! `io_pgetevents` with a signal mask (below); another thread inside a
 //! reaping system call on the context (see `context::ReapState`: the kernel
 //! moves `head` under its own lock, which we cannot take); and when
@@ -22,9 +33,16 @@
 //! Splitting: if `k < min_nr` events were taken in user space and the timeout
 //! is not zero, the system call asks for the rest
 //! (`min_nr - k, nr - k, events + k`, same timeout).  If it fails after
-//! `k > 0` were taken (`-EINTR`, ...), `k` is returned, as the kernel does
-//! when it has events and then fails.  With a zero timeout no system call is
-//! made at all: the kernel would return what is in the ring.
+//! `k > 0` were taken (`-EINTR`, `-EFAULT`, ...), `k` is returned, as the
+//! kernel does when it has events and then fails.  With a zero timeout (known
+//! to be zero: a proven pointer) no system call is made: the kernel would
+//! return what is in the ring.  If `k >= min_nr` but only the proven part of
+//! `events` stopped us (more events ready, `k < nr`), the kernel is asked for
+//! the rest without waiting (`0, nr - k, events + k`, the library's own zero
+//! timeout): it copies them and so proves more of the buffer (or answers
+//! `-EFAULT` for a buffer shorter than `nr` says: then `k` is returned and
+//! the rest stays in the ring).  Once the proven span covers what the
+//! program reaps at a time, this costs nothing more.
 //!
 //! Signal masks: with a non-NULL `sigmask`, the kernel installs the mask for
 //! the call and delivers a pending, newly unblocked signal even when events
@@ -42,7 +60,7 @@
 use crate::abi::{io_event, io_sigset, timespec};
 use crate::context::{self, Context, Reentrant};
 use crate::ring::Ring;
-use crate::sys;
+use crate::{proven, sys};
 use core::ffi::c_long;
 use core::sync::atomic::{AtomicU8, Ordering};
 
@@ -101,18 +119,42 @@ fn timeout_plausible(timeout: *const timespec) -> bool {
         || sys::plausible_user_range(timeout as usize, core::mem::size_of::<libc::timespec>())
 }
 
-/// Whether `timeout` points at `{0, 0}`.  Reads it only if it can be user
-/// memory, and only where libaio reads it too.
+/// Whose memory `events` and `timeout` are.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Memory {
+    /// The program's: trusted only where the kernel proved it (`proven`).
+    Caller,
+    /// The library's own (`io_queue_run`): always valid.
+    Library,
+}
+
+/// Whether `timeout` points at `{0, 0}`.  Reads it only if it is the
+/// library's own or the kernel has read that very pointer before (and
+/// libaio would read it here too); otherwise "not known to be zero", and
+/// the caller makes the system call.
 #[inline(always)]
-fn is_zero_timeout(timeout: *const timespec) -> bool {
-    if timeout.is_null() || !timeout_plausible(timeout) {
+fn is_zero_timeout(timeout: *const timespec, memory: Memory) -> bool {
+    if timeout.is_null() || (memory == Memory::Caller && !proven::timeout_readable(timeout)) {
         return false;
     }
-    // SAFETY: a plausible user-space pointer that the caller passed as a
-    // `struct timespec *`; libaio dereferences it the same way.  Read
-    // unaligned: C does not promise alignment of a caller's pointer here.
+    // SAFETY: the library's own timespec, or a pointer the kernel has read a
+    // `struct timespec` from without a fault (a plausible user address, see
+    // `proven`).  Read unaligned: C does not promise alignment of a caller's
+    // pointer here.
     let t = unsafe { core::ptr::read_unaligned(timeout as *const libc::timespec) };
     t.tv_sec == 0 && t.tv_nsec == 0
+}
+
+/// The zero timeout of the calls that only collect what is ready (see
+/// "Splitting" above): the library's own memory.
+static ZERO_TIMEOUT: libc::timespec = libc::timespec {
+    tv_sec: 0,
+    tv_nsec: 0,
+};
+
+#[inline(always)]
+fn zero_timeout() -> *const timespec {
+    &ZERO_TIMEOUT as *const libc::timespec as *const timespec
 }
 
 /// Which system call answers when the ring cannot.
@@ -123,8 +165,29 @@ enum Call {
     PGetEvents(*const libc::sigset_t),
 }
 
-/// The system call itself, uncounted.
+/// The system call itself, uncounted; what the kernel wrote (events) and
+/// read (the timeout) is remembered as proven (see `proven`).
 fn syscall(
+    call: Call,
+    ctx: usize,
+    min_nr: c_long,
+    nr: c_long,
+    events: *mut io_event,
+    timeout: *const timespec,
+) -> c_long {
+    let r = raw_syscall(call, ctx, min_nr, nr, events, timeout);
+    // Our own zero timeout needs no proof (and would take a cache slot).
+    let learned_timeout = if timeout == zero_timeout() {
+        core::ptr::null()
+    } else {
+        timeout
+    };
+    proven::learn(events, learned_timeout, r);
+    r
+}
+
+/// The system call itself.
+fn raw_syscall(
     call: Call,
     ctx: usize,
     min_nr: c_long,
@@ -190,8 +253,9 @@ fn kernel(
 
 /// What a user-space attempt achieved.
 enum Attempt {
-    /// `k` events were copied to the caller (maybe 0).
-    Took(usize),
+    /// `.0` events were copied to the caller (maybe 0); `.1` more were
+    /// ready but did not fit in the `nr` asked for.
+    Took(usize, usize),
     /// The ring could not be read safely: the kernel answers everything.
     Kernel,
     /// We are a signal handler that interrupted this thread's own reap.
@@ -205,8 +269,8 @@ enum Attempt {
 /// system call; this is the one case where we answer differently).
 const REENTRANT: c_long = -(libc::EINTR as c_long);
 
-/// Take up to `nr` ready events in user space (`nr` may be 0: then this
-/// only proves the context can be reaped here).
+/// Take up to `nr` ready events in user space, into `events`, which must be
+/// writable for `nr` events (library memory, or proven by the kernel).
 #[inline(always)]
 fn try_user_space(c: &Context, ctx: usize, events: *mut io_event, nr: usize) -> Attempt {
     let reaper = match c.try_user_reap(ctx) {
@@ -215,24 +279,33 @@ fn try_user_space(c: &Context, ctx: usize, events: *mut io_event, nr: usize) -> 
         Err(Reentrant) => return Attempt::Reentrant,
     };
     let (addr, slots) = reaper.ring();
+    // A program may pass (part of) a ring as its event buffer; the kernel
+    // copes, a user-space copy from the ring into itself would not.
+    let ring_end = addr + (slots as usize + 1) * core::mem::size_of::<io_event>();
+    let out = events as usize;
+    if out < ring_end && addr < out + nr * core::mem::size_of::<io_event>() {
+        return Attempt::Kernel;
+    }
     // SAFETY: `reaper` proves the context is registered under `addr`, live
     // (io_destroy waits for us before unmapping the ring) and ours alone to
     // reap; its ring has `slots` slots (read at registration).
     let ring = unsafe { Ring::at(addr, slots) };
-    // SAFETY: exclusive reaper (above); `events` was checked to be a
-    // plausible user range for `nr` events, which libaio's contract says the
-    // caller provides.
+    // SAFETY: exclusive reaper (above); `events` is writable for `nr` events
+    // (this function's contract: the kernel wrote there, see `proven`) and
+    // does not overlap the ring (checked above).
     match unsafe { ring.take(events, nr) } {
-        Ok(k) => Attempt::Took(k),
+        Ok((k, left)) => Attempt::Took(k, left),
         Err(_) => Attempt::Kernel,
     }
 }
 
 /// libaio's peek: zero timeout and an empty ring → 0, without a system call.
 /// The ring is looked at first, so a timeout is read only when the ring is
-/// empty (libaio reads it on every call).
-fn empty_ring_peek(c: &Context, ctx: usize, timeout: *const timespec) -> bool {
-    if timeout.is_null() || !timeout_plausible(timeout) {
+/// empty (libaio reads it on every call), and only if it is known readable
+/// (see [`is_zero_timeout`]): the first peek with a new timeout pointer is a
+/// system call.
+fn empty_ring_peek(c: &Context, ctx: usize, timeout: *const timespec, memory: Memory) -> bool {
+    if timeout.is_null() || (memory == Memory::Caller && !proven::timeout_readable(timeout)) {
         return false;
     }
     let Ok(Some(reaper)) = c.try_user_reap(ctx) else {
@@ -243,7 +316,7 @@ fn empty_ring_peek(c: &Context, ctx: usize, timeout: *const timespec) -> bool {
     let ring = unsafe { Ring::at(addr, slots) };
     let empty = ring.ready() == Ok(0);
     drop(reaper);
-    empty && is_zero_timeout(timeout)
+    empty && is_zero_timeout(timeout, memory)
 }
 
 /// The common body of `io_getevents` and `io_pgetevents`.
@@ -255,6 +328,7 @@ fn reap(
     nr: c_long,
     events: *mut io_event,
     timeout: *const timespec,
+    memory: Memory,
 ) -> i32 {
     let Some(c) = context::lookup(ctx) else {
         let r = syscall(call, ctx, min_nr, nr, events, timeout);
@@ -274,10 +348,21 @@ fn reap(
                 events as usize,
                 (nr as usize).saturating_mul(core::mem::size_of::<io_event>()),
             ));
-    // nr == 0 (io_queue_wait) copies nothing: the kernel answers, except
-    // for libaio's zero-timeout peek.
-    if !(fast && args_ok && nr > 0 && timeout_plausible(timeout)) {
-        if args_ok && empty_ring_peek(c, ctx, timeout) {
+    // How many events may be written at `events` in user space: all `nr`
+    // in the library's own memory, else what the kernel proved writable.
+    let room = if fast && args_ok && nr > 0 && timeout_plausible(timeout) {
+        match memory {
+            Memory::Library => nr as usize,
+            Memory::Caller => proven::events_room(events, nr as usize),
+        }
+    } else {
+        0
+    };
+    // room == 0: nr == 0 (io_queue_wait, nothing to copy), no fast path, or
+    // a buffer the kernel has not proven yet: the kernel answers (and
+    // proves the buffer), except for libaio's zero-timeout peek.
+    if room == 0 {
+        if args_ok && empty_ring_peek(c, ctx, timeout, memory) {
             return 0;
         }
         return finish(
@@ -286,8 +371,8 @@ fn reap(
             events,
         );
     }
-    let k = match try_user_space(c, ctx, events, nr as usize) {
-        Attempt::Took(k) => k,
+    let (k, left) = match try_user_space(c, ctx, events, room) {
+        Attempt::Took(k, left) => (k, left),
         Attempt::Kernel => {
             return finish(
                 c,
@@ -297,7 +382,20 @@ fn reap(
         }
         Attempt::Reentrant => return sys::to_int(REENTRANT),
     };
-    if k >= min_nr as usize || is_zero_timeout(timeout) {
+    if k >= min_nr as usize {
+        if left == 0 || k == nr as usize {
+            delivered(Some(c), events, k);
+            return k as i32;
+        }
+        // More are ready than the proven part of `events` holds: the kernel
+        // copies them without waiting, proving more of the buffer.
+        let kk = k as c_long;
+        // SAFETY: k < nr, inside the range checked above.
+        let rest_at = unsafe { events.add(k) };
+        let r = kernel(Some(c), call, ctx, 0, nr - kk, rest_at, zero_timeout());
+        return finish(c, kk + r.max(0), events);
+    }
+    if is_zero_timeout(timeout, memory) {
         delivered(Some(c), events, k);
         return k as i32;
     }
@@ -333,7 +431,39 @@ pub fn getevents(
     events: *mut io_event,
     timeout: *mut timespec,
 ) -> i32 {
-    reap(Call::GetEvents, ctx, min_nr, nr, events, timeout)
+    reap(
+        Call::GetEvents,
+        ctx,
+        min_nr,
+        nr,
+        events,
+        timeout,
+        Memory::Caller,
+    )
+}
+
+/// `io_getevents` into memory the library owns (`io_queue_run`): `events`
+/// must be valid for writes of `nr` events, and `timeout` NULL or valid for
+/// reads, for the whole call.  No proof from the kernel is needed, so a
+/// drain of a ready ring makes no system call.
+pub fn getevents_own_memory(
+    ctx: usize,
+    min_nr: c_long,
+    nr: c_long,
+    events: &mut [io_event],
+    timeout: Option<&libc::timespec>,
+) -> i32 {
+    let nr = nr.clamp(c_long::MIN, events.len() as c_long);
+    let timeout = timeout.map_or(core::ptr::null(), |t| t as *const libc::timespec);
+    reap(
+        Call::GetEvents,
+        ctx,
+        min_nr,
+        nr,
+        events.as_mut_ptr(),
+        timeout as *const timespec,
+        Memory::Library,
+    )
 }
 
 /// `io_pgetevents(ctx, min_nr, nr, events, timeout, sigmask)`: the mask is
@@ -346,7 +476,15 @@ pub fn pgetevents(
     timeout: *mut timespec,
     sigmask: *const libc::sigset_t,
 ) -> i32 {
-    reap(Call::PGetEvents(sigmask), ctx, min_nr, nr, events, timeout)
+    reap(
+        Call::PGetEvents(sigmask),
+        ctx,
+        min_nr,
+        nr,
+        events,
+        timeout,
+        Memory::Caller,
+    )
 }
 
 #[cfg(test)]
@@ -468,21 +606,70 @@ mod tests {
         p as *mut timespec
     }
 
+    /// Reap everything that is ready (with a valid zero timeout).
+    fn drain(f: &Fixture) {
+        let mut ev = [io_event::zeroed(); 8];
+        let mut zero = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        let z = &mut zero as *mut libc::timespec as *mut timespec;
+        while getevents(f.ctx, 0, 8, ev.as_mut_ptr(), z) > 0 {}
+        assert_eq!(f.ready(), 0);
+    }
+
+    /// A page no one can write: an events buffer the kernel answers
+    /// -EFAULT for.
+    fn read_only_page() -> *mut io_event {
+        // SAFETY: a fresh anonymous mapping, never unmapped (tests only).
+        let p = unsafe {
+            libc::mmap(
+                core::ptr::null_mut(),
+                4096,
+                libc::PROT_READ,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        assert_ne!(p, libc::MAP_FAILED);
+        p as *mut io_event
+    }
+
     #[test]
     fn ready_events_are_taken_without_a_system_call() {
         let mut f = Fixture::new(8, 3);
-        f.submit(0, 3);
-        f.wait_ready(3);
         let bad = unreadable_page();
         let mut ev = [io_event::zeroed(); 8];
-        // A system call would read `bad` and fail with -EFAULT.
-        assert_eq!(getevents(f.ctx, 1, 2, ev.as_mut_ptr(), bad), 2);
-        assert_eq!(f.check(&ev[0]), 0);
-        assert_eq!(f.check(&ev[1]), 1);
-        assert_eq!(getevents(f.ctx, 1, 8, ev.as_mut_ptr(), bad), 1);
-        assert_eq!(f.check(&ev[0]), 2);
-        // Empty ring, min_nr 0: the kernel would return 0 at once too.
-        assert_eq!(getevents(f.ctx, 0, 8, ev.as_mut_ptr(), bad), 0);
+        let evp = ev.as_mut_ptr();
+        // Steps that need the buffer's proof to survive: retried if a test
+        // running in parallel calls io_destroy (which forgets all proofs).
+        let (first, again, slots) = proven::without_forgetting(|| {
+            drain(&f);
+            f.submit(0, 3);
+            f.wait_ready(3);
+            // A buffer the kernel never wrote: the system call, which reads
+            // `bad` and fails; the events stay in the ring.
+            let first = getevents(f.ctx, 1, 2, evp, bad);
+            let kept = f.ready();
+            // The kernel writes 3 events: now the buffer is proven for 3.
+            let proving = getevents(f.ctx, 3, 8, evp, core::ptr::null_mut());
+            f.submit(0, 3);
+            f.wait_ready(3);
+            // A system call would read `bad` and fail with -EFAULT.
+            let a = getevents(f.ctx, 1, 2, evp, bad);
+            // SAFETY: reading our own array.
+            let sa = unsafe { [f.check(&*evp), f.check(&*evp.add(1))] };
+            let b = getevents(f.ctx, 1, 8, evp, bad);
+            // SAFETY: as above.
+            let sb = f.check(unsafe { &*evp });
+            // Empty ring, min_nr 0: the kernel would return 0 at once too.
+            let c = getevents(f.ctx, 0, 8, evp, bad);
+            ((first, kept, proving), (a, b, c), (sa[0], sa[1], sb))
+        });
+        assert_eq!(first, (EFAULT, 3, 3));
+        assert_eq!(again, (2, 1, 0));
+        assert_eq!(slots, (0, 1, 2));
         // A timeout that cannot be user memory: the kernel answers.
         let kernel_addr = usize::MAX - 4095;
         assert_eq!(
@@ -508,6 +695,124 @@ mod tests {
         assert_eq!(f.ready(), 1, "a refused call consumed nothing");
         assert_eq!(getevents(f.ctx, 1, 1, ev.as_mut_ptr(), zero), 1);
         assert_eq!(f.check(&ev[0]), 0);
+    }
+
+    #[test]
+    fn buffers_the_kernel_cannot_write_get_efault_and_the_events_stay() {
+        let mut f = Fixture::new(8, 4);
+        let ro = read_only_page();
+        let mut ts = libc::timespec {
+            tv_sec: 5,
+            tv_nsec: 0,
+        };
+        let ts = &mut ts as *mut libc::timespec as *mut timespec;
+        let mut zero = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        let z = &mut zero as *mut libc::timespec as *mut timespec;
+        f.submit(0, 2);
+        f.wait_ready(2);
+        assert_eq!(getevents(f.ctx, 1, 4, ro, ts), EFAULT);
+        assert_eq!(getevents(f.ctx, 0, 4, ro, z), EFAULT);
+        assert_eq!(pgetevents(f.ctx, 0, 4, ro, z, core::ptr::null()), EFAULT);
+        assert_eq!(f.ready(), 2, "nothing consumed");
+        // Room for one event before an unwritable page.
+        // SAFETY: a fresh two-page mapping; its second page made read-only.
+        let edge = unsafe {
+            let p = libc::mmap(
+                core::ptr::null_mut(),
+                8192,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            );
+            assert_ne!(p, libc::MAP_FAILED);
+            assert_eq!(libc::mprotect(p.add(4096), 4096, libc::PROT_READ), 0);
+            (p as usize + 4096 - 32) as *mut io_event
+        };
+        // Two ready, room for one: the kernel copies both at once, fails,
+        // and keeps both.
+        assert_eq!(getevents(f.ctx, 1, 4, edge, ts), EFAULT);
+        assert_eq!(f.ready(), 2);
+        drain(&f);
+        let got = proven::without_forgetting(|| {
+            // Asking for one proves the one slot (or, if already proven,
+            // takes it in user space).
+            f.submit(0, 1);
+            f.wait_ready(1);
+            let one = getevents(f.ctx, 1, 1, edge, ts);
+            // Three ready, room for one: one is taken in user space, the
+            // kernel is asked for the rest of the 4, fails (-EFAULT) and
+            // keeps them: 1, no crash, nothing lost.
+            f.submit(1, 3);
+            f.wait_ready(3);
+            let r = getevents(f.ctx, 1, 4, edge, ts);
+            // SAFETY: the event we just got, in our mapping.
+            let slot = f.check(unsafe { &*edge });
+            let left = f.ready();
+            drain(&f);
+            (one, r, slot, left)
+        });
+        assert_eq!(got, (1, 1, 1, 2));
+    }
+
+    #[test]
+    fn a_buffer_proven_for_fewer_events_grows_with_what_the_kernel_writes() {
+        let mut f = Fixture::new(16, 8);
+        let bad = unreadable_page();
+        let mut ev = [io_event::zeroed(); 8];
+        let evp = ev.as_mut_ptr();
+        let got = proven::without_forgetting(|| {
+            drain(&f);
+            f.submit(0, 1);
+            f.wait_ready(1);
+            let one = getevents(f.ctx, 1, 8, evp, core::ptr::null_mut());
+            let room1 = proven::events_room(evp, 8);
+            f.submit(0, 5);
+            f.wait_ready(5);
+            // One taken in user space; the kernel copies the other four with
+            // the library's zero timeout (never `bad`).
+            let five = getevents(f.ctx, 1, 8, evp, bad);
+            // SAFETY: reading our own array.
+            let slots: Vec<usize> = (0..5).map(|i| f.check(unsafe { &*evp.add(i) })).collect();
+            let room5 = proven::events_room(evp, 8);
+            f.submit(0, 5);
+            f.wait_ready(5);
+            let again = getevents(f.ctx, 5, 8, evp, bad);
+            (one, room1, five, slots, room5, again)
+        });
+        assert_eq!(got, (1, 1, 5, vec![0, 1, 2, 3, 4], 5, 5));
+    }
+
+    #[test]
+    fn unreadable_timeouts_get_efault() {
+        let f = Fixture::new(8, 1);
+        let bad = unreadable_page();
+        let mut ev = [io_event::zeroed(); 1];
+        // Empty ring: libaio's peek would read `*bad`; we ask the kernel.
+        assert_eq!(getevents(f.ctx, 0, 1, ev.as_mut_ptr(), bad), EFAULT);
+        assert_eq!(getevents(f.ctx, 1, 1, ev.as_mut_ptr(), bad), EFAULT);
+        assert_eq!(
+            pgetevents(f.ctx, 0, 1, ev.as_mut_ptr(), bad, core::ptr::null()),
+            EFAULT
+        );
+        assert_eq!(crate::queue::wait(f.ctx, bad), EFAULT);
+        assert!(!proven::timeout_readable(bad));
+        // A good zero timeout is read by the kernel once, then trusted.
+        let zero = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        let z = &zero as *const libc::timespec as *mut timespec;
+        let proven_after = proven::without_forgetting(|| {
+            let r = getevents(f.ctx, 0, 1, ev.as_mut_ptr(), z);
+            (r, proven::timeout_readable(z))
+        });
+        assert_eq!(proven_after, (0, true));
+        // io_queue_run's own memory needs no proof.
+        assert_eq!(crate::queue::run(f.ctx), 0);
     }
 
     #[test]

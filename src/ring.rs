@@ -97,16 +97,27 @@ impl Ring {
     }
 
     /// Copy up to `max` ready events to `out`, oldest first, and consume
-    /// them (store the new `head`).  Returns how many were copied.
+    /// them (store the new `head`).  Returns how many were copied, and how
+    /// many more were ready (left in the ring because `max` was reached).
     ///
     /// # Safety
     /// The caller is the only reaper of this ring for the whole call, and
-    /// `out` is valid for writes of `max` events.
+    /// `out` is valid for writes of `max` events (for caller memory: proven
+    /// writable by the kernel, see `proven`) and does not overlap the ring.
     #[inline]
-    pub unsafe fn take(&self, out: *mut io_event, max: usize) -> Result<usize, NotUnderstood> {
+    pub unsafe fn take(
+        &self,
+        out: *mut io_event,
+        max: usize,
+    ) -> Result<(usize, usize), NotUnderstood> {
         let (head, tail) = self.head_tail()?;
-        if head == tail || max == 0 {
-            return Ok(0);
+        let ready = if tail >= head {
+            tail - head
+        } else {
+            self.nr - head + tail
+        } as usize;
+        if ready == 0 || max == 0 {
+            return Ok((0, ready));
         }
         // SAFETY: the event array starts right after the 32-byte header
         // (`header_length`, checked at registration) inside the mapping.
@@ -122,8 +133,8 @@ impl Ring {
         // SAFETY: slots [head, head + first) are inside the ring and hold
         // published events (before `tail`, which we loaded with Acquire) that
         // the kernel does not write until we move `head` past them; `out`
-        // has room for `max >= first` events and cannot overlap the ring
-        // (the ring is a kernel mapping the caller does not own).
+        // has room for `max >= first` events and does not overlap the ring
+        // (the caller's contract).
         unsafe { core::ptr::copy_nonoverlapping(slots.add(head), out, first) };
         let mut taken = first;
         if first_end == nr && taken < max {
@@ -135,7 +146,7 @@ impl Ring {
         let new_head = ((head + taken) % nr) as u32;
         self.word(offset_of!(AioRingHeader, head))
             .store(new_head, Ordering::Release);
-        Ok(taken)
+        Ok((taken, ready - taken))
     }
 }
 
@@ -195,8 +206,9 @@ mod tests {
             let ready = f.ring().ready().unwrap() as usize;
             let want = (round % 4) + 1;
             // SAFETY: we are the only reaper; out has room for 8.
-            let n = unsafe { f.ring().take(out.as_mut_ptr(), want) }.unwrap();
+            let (n, left) = unsafe { f.ring().take(out.as_mut_ptr(), want) }.unwrap();
             assert_eq!(n, want.min(ready), "round {round}");
+            assert_eq!(left, ready - n, "round {round}");
             for ev in &out[..n] {
                 assert_eq!(ev.res, expect, "round {round}");
                 expect += 1;
@@ -224,7 +236,15 @@ mod tests {
         f.hdr().incompat_features = 0;
         // SAFETY: as above.
         let r = unsafe { f.ring().take(out.as_mut_ptr(), 4) };
-        assert_eq!(r, Ok(1));
+        assert_eq!(r, Ok((1, 0)));
         assert_eq!(out[0].res, 1);
+        f.complete(2);
+        f.complete(3);
+        // SAFETY: as above.
+        let r = unsafe { f.ring().take(out.as_mut_ptr(), 1) };
+        assert_eq!(r, Ok((1, 1)), "one taken, one left");
+        // SAFETY: as above.
+        let r = unsafe { f.ring().take(out.as_mut_ptr(), 0) };
+        assert_eq!(r, Ok((0, 1)));
     }
 }

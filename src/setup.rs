@@ -51,6 +51,9 @@ pub fn destroy(ctx: usize) -> i32 {
         c.begin_destroy();
     }
     let r = sys::io_destroy(ctx);
+    // Programs often free their event buffers with the context: stop
+    // trusting every buffer the kernel proved so far (see `proven`).
+    crate::proven::forget_all();
     if r == 0 && have_id {
         context::forget_moved(ctx, u32::from_ne_bytes(id), before);
     }
