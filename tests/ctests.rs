@@ -102,7 +102,11 @@ fn build(t: &CTest, variant: Variant, dir: &Path, lib: &Path) -> Result<PathBuf,
     run_ok(&mut cmd, &format!("compiling {} ({variant:?})", t.name))?;
     let loaded = loaded_libaio(&exe);
     let ours = lib.join("libaio.so.1");
-    if loaded.as_deref() != Some(ours.as_path()) {
+    // Compare the files, not the names: cargo puts target/release on
+    // LD_LIBRARY_PATH for tests, and `make` links target/release/libaio.so.1
+    // to the same library, so the loader may reach ours by either name.
+    let same_file = |p: &std::path::Path| std::fs::canonicalize(p).ok();
+    if loaded.as_deref().and_then(same_file) != same_file(&ours) || same_file(&ours).is_none() {
         return Err(format!(
             "{} would load libaio.so.1 from {loaded:?}, not {ours:?}",
             t.name
