@@ -264,6 +264,78 @@ pub fn copy_from_user_iov(dst: &mut [&mut [u8]], src: &[libc::iovec]) -> c_long 
     }
 }
 
+/// Smallest page size of any Linux target: probing one byte every this many
+/// bytes touches every page at least once, whatever the real page size.
+const PROBE_STEP: usize = 4096;
+
+/// Remote iovecs per `process_vm_readv` of [`probe_readable`] (`IOV_MAX`).
+const PROBE_BATCH: usize = 1024;
+
+/// Prove that every byte of the caller's ranges `ranges` is readable now,
+/// without copying them: the kernel reads one byte of every page they
+/// touch (the first byte of each range, then each following page boundary)
+/// into a small scratch buffer, `PROBE_BATCH` pages per system call.
+/// Returns 0 or `-EFAULT` (also for a range that wraps the address space;
+/// or another `-errno` where the kernel forbids the call).
+pub fn probe_readable(ranges: &[libc::iovec]) -> c_long {
+    let mut scratch = [0u8; PROBE_BATCH];
+    let mut remote: Vec<libc::iovec> = Vec::with_capacity(PROBE_BATCH);
+    // SAFETY: getpid has no preconditions.
+    let pid = unsafe { libc::getpid() };
+    let mut flush = |remote: &mut Vec<libc::iovec>| -> c_long {
+        if remote.is_empty() {
+            return 0;
+        }
+        let local = libc::iovec {
+            iov_base: scratch.as_mut_ptr().cast(),
+            iov_len: remote.len(),
+        };
+        let r = raw6(
+            libc::SYS_process_vm_readv as i64,
+            pid as usize,
+            &local as *const _ as usize,
+            1,
+            remote.as_ptr() as usize,
+            remote.len(),
+            0,
+        );
+        let want = remote.len() as c_long;
+        remote.clear();
+        if r == want {
+            0
+        } else if r >= 0 {
+            -(libc::EFAULT as c_long)
+        } else {
+            r
+        }
+    };
+    for v in ranges.iter().filter(|v| v.iov_len > 0) {
+        let start = v.iov_base as usize;
+        let Some(end) = start.checked_add(v.iov_len) else {
+            return -(libc::EFAULT as c_long);
+        };
+        let mut at = start;
+        while at < end {
+            remote.push(libc::iovec {
+                iov_base: at as *mut _,
+                iov_len: 1,
+            });
+            if remote.len() == PROBE_BATCH {
+                let r = flush(&mut remote);
+                if r != 0 {
+                    return r;
+                }
+            }
+            // The next page boundary (checked: `at` may be in the last page).
+            match (at & !(PROBE_STEP - 1)).checked_add(PROBE_STEP) {
+                Some(next) => at = next,
+                None => break,
+            }
+        }
+    }
+    flush(&mut remote)
+}
+
 /// Copy `src` to caller address `dst`, with the kernel checking `dst`.
 pub fn copy_to_user(dst: usize, src: &[u8]) -> c_long {
     if src.is_empty() {
@@ -291,6 +363,84 @@ mod tests {
         assert_eq!(io_submit(usize::MAX, 1, 0), -(libc::EINVAL as c_long));
         // SAFETY: reading our own thread's errno.
         assert_eq!(unsafe { *libc::__errno_location() }, 1234);
+    }
+
+    #[test]
+    fn probing_finds_unreadable_pages_without_copying() {
+        const PG: usize = 4096;
+        // Five pages; the middle one made PROT_NONE, the last unmapped.
+        // SAFETY: a fresh private anonymous mapping we own and unmap below.
+        let base = unsafe {
+            libc::mmap(
+                core::ptr::null_mut(),
+                5 * PG,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        assert_ne!(base, libc::MAP_FAILED);
+        let b = base as usize;
+        // SAFETY: our own mapping's pages 2 and 4.
+        unsafe {
+            assert_eq!(
+                libc::mprotect((b + 2 * PG) as *mut _, PG, libc::PROT_NONE),
+                0
+            );
+            assert_eq!(libc::munmap((b + 4 * PG) as *mut _, PG), 0);
+        }
+        let r = |addr: usize, len: usize| libc::iovec {
+            iov_base: addr as *mut _,
+            iov_len: len,
+        };
+        let efault = -(libc::EFAULT as c_long);
+        assert_eq!(probe_readable(&[]), 0);
+        assert_eq!(probe_readable(&[r(b, 2 * PG)]), 0, "pages 0-1");
+        assert_eq!(probe_readable(&[r(b + 100, 2 * PG - 100)]), 0, "unaligned");
+        assert_eq!(probe_readable(&[r(b + 3 * PG, PG), r(b, 10)]), 0);
+        assert_eq!(probe_readable(&[r(b + 2 * PG, 0)]), 0, "empty range");
+        // Ending one byte into the PROT_NONE page, starting in it, across it.
+        assert_eq!(probe_readable(&[r(b + PG, PG + 1)]), efault);
+        assert_eq!(probe_readable(&[r(b + 2 * PG + 5, 1)]), efault);
+        assert_eq!(
+            probe_readable(&[r(b, 4 * PG)]),
+            efault,
+            "hole in the middle"
+        );
+        assert_eq!(probe_readable(&[r(b, 10), r(b + 2 * PG, 10)]), efault);
+        // Unmapped page, and a range wrapping the address space.
+        assert_eq!(probe_readable(&[r(b + 3 * PG, 2 * PG)]), efault);
+        assert_eq!(probe_readable(&[r(b + 4 * PG, 1)]), efault);
+        assert_eq!(probe_readable(&[r(usize::MAX - 10, 100)]), efault);
+        // More pages than one batch: a hole only in the second batch.
+        let big = 1500 * PG;
+        // SAFETY: another fresh mapping we own.
+        let m = unsafe {
+            libc::mmap(
+                core::ptr::null_mut(),
+                big,
+                libc::PROT_READ,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        assert_ne!(m, libc::MAP_FAILED);
+        let m = m as usize;
+        assert_eq!(probe_readable(&[r(m, big)]), 0);
+        // SAFETY: page 1400 of our own mapping.
+        assert_eq!(
+            unsafe { libc::mprotect((m + 1400 * PG) as *mut _, PG, libc::PROT_NONE) },
+            0
+        );
+        assert_eq!(probe_readable(&[r(m, big)]), efault);
+        assert_eq!(probe_readable(&[r(m, 1400 * PG)]), 0);
+        // SAFETY: unmapping our own mappings (page 4 of `b` is gone already).
+        unsafe {
+            libc::munmap(m as *mut _, big);
+            libc::munmap(base, 4 * PG);
+        }
     }
 
     #[test]
