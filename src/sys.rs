@@ -264,6 +264,121 @@ pub fn copy_from_user_iov(dst: &mut [&mut [u8]], src: &[libc::iovec]) -> c_long 
     }
 }
 
+/// Smallest page size of any Linux target: probing one byte every this many
+/// bytes touches every page at least once, whatever the real page size.
+const PROBE_STEP: usize = 4096;
+
+/// Remote iovecs per `process_vm_readv` of [`probe_readable`] (`IOV_MAX`).
+const PROBE_BATCH: usize = 1024;
+
+/// `madvise(MADV_POPULATE_READ)` (Linux 5.14), the same on every
+/// architecture: fault in page tables readable, as if each page were read,
+/// without reading them.
+const MADV_POPULATE_READ: usize = 22;
+
+/// At most this many ranges are tried with `MADV_POPULATE_READ` (one
+/// system call each) before falling back to one `process_vm_readv` probe.
+const POPULATE_MAX_RANGES: usize = 4;
+
+/// Whether `MADV_POPULATE_READ` succeeds on the pages of `v`: then every
+/// byte of it is mapped readable (its pages were faulted in as for a read).
+/// Any failure (unreadable, unmapped, a kernel without it, a page size
+/// other than 4 KiB...) answers `false`, and the caller asks the
+/// authoritative probe.
+fn populate_read(v: &libc::iovec) -> bool {
+    let start = v.iov_base as usize & !(PROBE_STEP - 1);
+    let Some(end) = (v.iov_base as usize).checked_add(v.iov_len) else {
+        return false;
+    };
+    v.iov_len == 0
+        || raw6(
+            libc::SYS_madvise as i64,
+            start,
+            end - start,
+            MADV_POPULATE_READ,
+            0,
+            0,
+            0,
+        ) == 0
+}
+
+/// Prove that every byte of the caller's ranges `ranges` is readable now,
+/// without copying them.  A few ranges: `MADV_POPULATE_READ` on each (one
+/// page-table walk, no copy, no pinning).  Otherwise, or if that fails for
+/// any reason, the answer is the kernel's reading of one byte of every page
+/// they touch (the first byte of each range, then each following page
+/// boundary) into a small scratch buffer.  Returns 0 or `-EFAULT` (also for
+/// a range that wraps the address space; or another `-errno` where the
+/// kernel forbids the call).
+pub fn probe_readable(ranges: &[libc::iovec]) -> c_long {
+    // Fast path (measured: cheaper than pinning one page per iovec below).
+    if ranges.len() <= POPULATE_MAX_RANGES && ranges.iter().all(populate_read) {
+        return 0;
+    }
+    probe_by_reading(ranges)
+}
+
+/// The authoritative probe of [`probe_readable`]: the kernel reads one byte
+/// of every page, `PROBE_BATCH` pages per `process_vm_readv`.
+fn probe_by_reading(ranges: &[libc::iovec]) -> c_long {
+    let mut scratch = [0u8; PROBE_BATCH];
+    let mut remote: Vec<libc::iovec> = Vec::with_capacity(PROBE_BATCH);
+    // SAFETY: getpid has no preconditions.
+    let pid = unsafe { libc::getpid() };
+    let mut flush = |remote: &mut Vec<libc::iovec>| -> c_long {
+        if remote.is_empty() {
+            return 0;
+        }
+        let local = libc::iovec {
+            iov_base: scratch.as_mut_ptr().cast(),
+            iov_len: remote.len(),
+        };
+        let r = raw6(
+            libc::SYS_process_vm_readv as i64,
+            pid as usize,
+            &local as *const _ as usize,
+            1,
+            remote.as_ptr() as usize,
+            remote.len(),
+            0,
+        );
+        let want = remote.len() as c_long;
+        remote.clear();
+        if r == want {
+            0
+        } else if r >= 0 {
+            -(libc::EFAULT as c_long)
+        } else {
+            r
+        }
+    };
+    for v in ranges.iter().filter(|v| v.iov_len > 0) {
+        let start = v.iov_base as usize;
+        let Some(end) = start.checked_add(v.iov_len) else {
+            return -(libc::EFAULT as c_long);
+        };
+        let mut at = start;
+        while at < end {
+            remote.push(libc::iovec {
+                iov_base: at as *mut _,
+                iov_len: 1,
+            });
+            if remote.len() == PROBE_BATCH {
+                let r = flush(&mut remote);
+                if r != 0 {
+                    return r;
+                }
+            }
+            // The next page boundary (checked: `at` may be in the last page).
+            match (at & !(PROBE_STEP - 1)).checked_add(PROBE_STEP) {
+                Some(next) => at = next,
+                None => break,
+            }
+        }
+    }
+    flush(&mut remote)
+}
+
 /// Copy `src` to caller address `dst`, with the kernel checking `dst`.
 pub fn copy_to_user(dst: usize, src: &[u8]) -> c_long {
     if src.is_empty() {
@@ -291,6 +406,158 @@ mod tests {
         assert_eq!(io_submit(usize::MAX, 1, 0), -(libc::EINVAL as c_long));
         // SAFETY: reading our own thread's errno.
         assert_eq!(unsafe { *libc::__errno_location() }, 1234);
+    }
+
+    #[test]
+    fn probing_finds_unreadable_pages_without_copying() {
+        const PG: usize = 4096;
+        // Five pages; the middle one made PROT_NONE, the last unmapped.
+        // SAFETY: a fresh private anonymous mapping we own and unmap below.
+        let base = unsafe {
+            libc::mmap(
+                core::ptr::null_mut(),
+                5 * PG,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        assert_ne!(base, libc::MAP_FAILED);
+        let b = base as usize;
+        // SAFETY: our own mapping's pages 2 and 4.
+        unsafe {
+            assert_eq!(
+                libc::mprotect((b + 2 * PG) as *mut _, PG, libc::PROT_NONE),
+                0
+            );
+            assert_eq!(libc::munmap((b + 4 * PG) as *mut _, PG), 0);
+        }
+        let r = |addr: usize, len: usize| libc::iovec {
+            iov_base: addr as *mut _,
+            iov_len: len,
+        };
+        let efault = -(libc::EFAULT as c_long);
+        // Both probes, and the dispatcher, must give the same answers.
+        for probe in [probe_readable, probe_by_reading] {
+            probe_pages(probe, b);
+        }
+        // The fast path works here (else every probe would silently take
+        // the slow one) and refuses what it cannot vouch for.
+        assert!(populate_read(&r(b + 100, 2 * PG - 100)));
+        assert!(!populate_read(&r(b + PG, PG + 1)));
+        assert!(!populate_read(&r(b + 4 * PG, 1)));
+        // A shared file mapping past the end of its file (a read there is
+        // SIGBUS): refused by both probes.
+        let path = std::env::temp_dir().join(format!("probe-{}", std::process::id()));
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .unwrap();
+        f.set_len(PG as u64).unwrap();
+        // SAFETY: a fresh shared mapping of our own file, unmapped below.
+        let fm = unsafe {
+            libc::mmap(
+                core::ptr::null_mut(),
+                2 * PG,
+                libc::PROT_READ,
+                libc::MAP_SHARED,
+                std::os::fd::AsRawFd::as_raw_fd(&f),
+                0,
+            )
+        };
+        assert_ne!(fm, libc::MAP_FAILED);
+        let fm = fm as usize;
+        for probe in [probe_readable, probe_by_reading] {
+            assert_eq!(probe(&[r(fm, PG)]), 0, "inside the file");
+            assert_eq!(probe(&[r(fm, PG + 1)]), efault, "past its end");
+        }
+        // SAFETY: our own mapping.
+        unsafe { libc::munmap(fm as *mut _, 2 * PG) };
+        drop(f);
+        std::fs::remove_file(&path).unwrap();
+        // Five ranges: past the fast path's limit.
+        let five = [r(b, 1), r(b + 1, 1), r(b + 2, 1), r(b + 3, 1), r(b + 4, 1)];
+        assert_eq!(probe_readable(&five), 0);
+        let five_bad = [
+            r(b, 1),
+            r(b + 1, 1),
+            r(b + 2, 1),
+            r(b + 3, 1),
+            r(b + 2 * PG, 1),
+        ];
+        assert_eq!(probe_readable(&five_bad), efault);
+        big_probe(probe_readable);
+        big_probe(probe_by_reading);
+        // SAFETY: unmapping our own mapping (page 4 is gone already).
+        unsafe { libc::munmap(base, 4 * PG) };
+    }
+
+    /// Pages of `b`: 0, 1, 3 readable, 2 PROT_NONE, 4 unmapped.
+    fn probe_pages(probe: fn(&[libc::iovec]) -> c_long, b: usize) {
+        const PG: usize = 4096;
+        let r = |addr: usize, len: usize| libc::iovec {
+            iov_base: addr as *mut _,
+            iov_len: len,
+        };
+        let efault = -(libc::EFAULT as c_long);
+        let probe_readable = probe;
+        assert_eq!(probe_readable(&[]), 0);
+        assert_eq!(probe_readable(&[r(b, 2 * PG)]), 0, "pages 0-1");
+        assert_eq!(probe_readable(&[r(b + 100, 2 * PG - 100)]), 0, "unaligned");
+        assert_eq!(probe_readable(&[r(b + 3 * PG, PG), r(b, 10)]), 0);
+        assert_eq!(probe_readable(&[r(b + 2 * PG, 0)]), 0, "empty range");
+        // Ending one byte into the PROT_NONE page, starting in it, across it.
+        assert_eq!(probe_readable(&[r(b + PG, PG + 1)]), efault);
+        assert_eq!(probe_readable(&[r(b + 2 * PG + 5, 1)]), efault);
+        assert_eq!(
+            probe_readable(&[r(b, 4 * PG)]),
+            efault,
+            "hole in the middle"
+        );
+        assert_eq!(probe_readable(&[r(b, 10), r(b + 2 * PG, 10)]), efault);
+        // Unmapped page, and a range wrapping the address space.
+        assert_eq!(probe_readable(&[r(b + 3 * PG, 2 * PG)]), efault);
+        assert_eq!(probe_readable(&[r(b + 4 * PG, 1)]), efault);
+        assert_eq!(probe_readable(&[r(usize::MAX - 10, 100)]), efault);
+    }
+
+    /// More pages than one batch of the reading probe: a hole only in the
+    /// second batch.
+    fn big_probe(probe_readable: fn(&[libc::iovec]) -> c_long) {
+        const PG: usize = 4096;
+        let r = |addr: usize, len: usize| libc::iovec {
+            iov_base: addr as *mut _,
+            iov_len: len,
+        };
+        let efault = -(libc::EFAULT as c_long);
+        let big = 1500 * PG;
+        // SAFETY: another fresh mapping we own.
+        let m = unsafe {
+            libc::mmap(
+                core::ptr::null_mut(),
+                big,
+                libc::PROT_READ,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        assert_ne!(m, libc::MAP_FAILED);
+        let m = m as usize;
+        assert_eq!(probe_readable(&[r(m, big)]), 0);
+        // SAFETY: page 1400 of our own mapping.
+        assert_eq!(
+            unsafe { libc::mprotect((m + 1400 * PG) as *mut _, PG, libc::PROT_NONE) },
+            0
+        );
+        assert_eq!(probe_readable(&[r(m, big)]), efault);
+        assert_eq!(probe_readable(&[r(m, 1400 * PG)]), 0);
+        // SAFETY: unmapping our own mapping.
+        unsafe { libc::munmap(m as *mut _, big) };
     }
 
     #[test]

@@ -22,8 +22,8 @@
 //! 2. [`submit::submit_rest`] learns the error of the first refused iocb;
 //!    if it is `-EINVAL` and the iocb is a PI iocb, it validates it (the
 //!    patch's rules), builds a record and submits a *shadow* iocb instead:
-//!    `PREADV` into the caller's data buffers, `PWRITEV` from a verified
-//!    bounce copy, or — for a write whose PI does not verify — a `POLL` on a
+//!    `PREADV` into the caller's data buffers, `PWRITEV` from them once
+//!    verified, or — for a write whose PI does not verify — a `POLL` on a
 //!    fresh, readable eventfd, which completes at once and becomes
 //!    `res = -EILSEQ`.  The PI iocbs that directly follow it in the batch
 //!    are read (kernel-checked), validated and submitted with it, as one
@@ -40,10 +40,17 @@
 //! # Caller memory
 //!
 //! * The refused iocb and its slot in the array: read directly (the kernel
-//!   has just read them); the iocbs looked at after it, the iovec arrays,
-//!   a write's data and PI: kernel-checked copies (`-EFAULT`).
-//! * A write is verified and written from a private bounce copy, so what
-//!   is written is exactly what was verified.
+//!   has just read them); the iocbs looked at after it, the iovec arrays
+//!   and a write's PI tuples: kernel-checked copies (`-EFAULT`).
+//! * A write's data is not copied: every page of it is first proven
+//!   readable by the kernel (`sys::probe_readable`, one byte per page;
+//!   `-EFAULT` otherwise), then the tuples are verified directly against
+//!   the caller's buffers, and the shadow `PWRITEV` writes from those same
+//!   buffers.  Every tuple is verified against the data as it is at
+//!   `io_submit`, before any byte is written; like any `O_DIRECT` write,
+//!   data the application changes while its write is in flight is written
+//!   as changed.  (Only an interval straddling two iovecs is copied, into
+//!   a stack buffer, to be checksummed.)
 //! * A read's data lands in the caller's buffers (checked by the kernel);
 //!   its PI buffer is proven writable at submit (a kernel-checked write of
 //!   zeros) and filled directly when the completion is reaped.

@@ -5,7 +5,7 @@
 use crate::abi::{io_iocb_cmd, iocb};
 use crate::context::{self, Context};
 use crate::pi::format_of;
-use crate::pi::record::{live, Bounce, Kind, Record, RecordPtr, IN_FLIGHT};
+use crate::pi::record::{live, Kind, Record, RecordPtr, IN_FLIGHT};
 use crate::sys;
 use core::ffi::{c_long, c_void};
 use core::sync::atomic::Ordering;
@@ -13,7 +13,7 @@ use core::sync::atomic::Ordering;
 /// The kernel's `UIO_MAXIOV`.
 const UIO_MAXIOV: u64 = 1024;
 /// The kernel's `MAX_RW_COUNT` (`INT_MAX & PAGE_MASK`); larger PI I/O is
-/// refused rather than bounced.
+/// refused rather than truncated.
 const MAX_RW_COUNT: usize = 0x7FFF_F000;
 
 /// What became of the first refused iocb.
@@ -297,10 +297,6 @@ fn prepare(c: &Context, io: &iocb, is_read: bool) -> Result<Box<Record>, i32> {
         }
         return Ok(Box::new(Record {
             shadow: iocb::zeroed(),
-            one_iov: libc::iovec {
-                iov_base: core::ptr::null_mut(),
-                iov_len: 0,
-            },
             ctx: 0,
             user_iocb: core::ptr::null_mut(),
             user_data: core::ptr::null_mut(),
@@ -313,31 +309,35 @@ fn prepare(c: &Context, io: &iocb, is_read: bool) -> Result<Box<Record>, i32> {
         }));
     }
 
-    // Write: copy exactly the bytes that will be written, then verify them.
-    let mut bounce = Bounce::new(total).ok_or(-libc::ENOMEM)?;
+    // Write: verify the caller's data in place, then write it from the
+    // caller's buffers (no copy).  First prove every data page readable
+    // (the kernel reads one byte per page), then take a checked copy of
+    // just the tuples (small).
     let mut tuples = vec![0u8; need];
-    // Data and PI in one kernel-checked copy: the caller's data iovecs,
-    // then the first `need` bytes of its PI buffer.
-    iovs.push(libc::iovec {
-        iov_base: pi.iov_base,
-        iov_len: need,
-    });
-    if sys::copy_from_user_iov(&mut [bounce.as_mut_slice(), &mut tuples], &iovs) != 0 {
+    if sys::probe_readable(&iovs) != 0 || sys::copy_from_user(&mut tuples, pi_addr) != 0 {
         return Err(-libc::EFAULT);
     }
-    let ok = format.verify(bounce.as_mut_slice(), seed, &tuples).is_ok();
-    let one_iov = libc::iovec {
-        iov_base: bounce.as_ptr().cast(),
-        iov_len: total,
-    };
+    let segs: Vec<&[u8]> = iovs
+        .iter()
+        .filter(|v| v.iov_len > 0)
+        .map(|v| {
+            // SAFETY: probed readable by the kernel just now; the caller
+            // must not unmap buffers of an I/O it is submitting (the kernel
+            // reads them for the write), nor write them during io_submit.
+            // The slices are only read (any byte is a valid `u8`) and are
+            // dropped before `prepare` returns.
+            unsafe { core::slice::from_raw_parts(v.iov_base as *const u8, v.iov_len) }
+        })
+        .collect();
+    let ok = format.verify_segments(&segs, seed, &tuples).is_ok();
+    drop(segs);
     Ok(Box::new(Record {
         shadow: iocb::zeroed(),
-        one_iov,
         ctx: 0,
         user_iocb: core::ptr::null_mut(),
         user_data: core::ptr::null_mut(),
         kind: if ok {
-            Kind::Write { _bounce: bounce }
+            Kind::Write { data: iovs }
         } else {
             Kind::Rejected
         },
@@ -378,24 +378,17 @@ fn fill_shadow(ctx: usize, p: Pending) -> Result<(*mut Record, Option<i32>), i32
             sh.u.c.flags = flags & crate::abi::IOCB_FLAG_RESFD;
             sh.u.c.resfd = resfd;
         }
-        Kind::Read { data, .. } => {
-            sh.aio_lio_opcode = io_iocb_cmd::IO_CMD_PREADV as i16;
+        Kind::Read { data, .. } | Kind::Write { data } => {
+            sh.aio_lio_opcode = if matches!(rec.kind, Kind::Read { .. }) {
+                io_iocb_cmd::IO_CMD_PREADV as i16
+            } else {
+                io_iocb_cmd::IO_CMD_PWRITEV as i16
+            };
             sh.aio_fildes = io.aio_fildes;
             sh.aio_rw_flags = io.aio_rw_flags;
             sh.aio_reqprio = io.aio_reqprio;
             sh.u.c.buf = data.as_ptr() as *mut c_void;
             sh.u.c.nbytes = data.len() as _;
-            sh.u.c.offset = offset;
-            sh.u.c.flags = flags;
-            sh.u.c.resfd = resfd;
-        }
-        Kind::Write { .. } => {
-            sh.aio_lio_opcode = io_iocb_cmd::IO_CMD_PWRITEV as i16;
-            sh.aio_fildes = io.aio_fildes;
-            sh.aio_rw_flags = io.aio_rw_flags;
-            sh.aio_reqprio = io.aio_reqprio;
-            sh.u.c.buf = &rec.one_iov as *const libc::iovec as *mut c_void;
-            sh.u.c.nbytes = 1;
             sh.u.c.offset = offset;
             sh.u.c.flags = flags;
             sh.u.c.resfd = resfd;
