@@ -147,6 +147,7 @@ fn main() {
     );
     println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,libaio.so.1");
     use_gnu_ld_without_rustc_version_script(&out);
+    link_soname_in_profile_dir(&out);
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-changed=src/abi.rs");
     println!("cargo:rerun-if-changed=src/ffi.rs");
@@ -166,6 +167,23 @@ fn main() {
     if env::var_os("LIBAIO_RS_UPDATE_HEADER").is_some() {
         std::fs::copy(&generated, manifest.join("include/libaio.h"))
             .expect("update include/libaio.h");
+    }
+}
+
+/// `target/<profile>/libaio.so.1 -> libaio.so`: programs linked with
+/// `-laio` ask the loader for the SONAME, so `cargo build --release` alone
+/// yields a directory usable with `-L`/`-rpath`/`LD_LIBRARY_PATH`.  The link
+/// is relative and made before rustc writes `libaio.so` (it dangles until
+/// then).  OUT_DIR is `<profile dir>/build/<pkg>-<hash>/out`.
+fn link_soname_in_profile_dir(out: &std::path::Path) {
+    let Some(profile_dir) = out.ancestors().nth(3) else {
+        return;
+    };
+    if profile_dir.join("build").is_dir() {
+        let link = profile_dir.join("libaio.so.1");
+        if std::fs::symlink_metadata(&link).is_err() {
+            let _ = std::os::unix::fs::symlink("libaio.so", &link);
+        }
     }
 }
 

@@ -6,6 +6,9 @@ use crate::sys;
 
 /// `io_setup(maxevents, ctxp)`.  The kernel checks `ctxp` (`-EFAULT`) and
 /// that `*ctxp` is 0 (`-EINVAL`), and writes the new handle there.
+// Safe to call with any pointer: `*ctxp` is read only after the kernel has
+// written it successfully.
+#[allow(clippy::not_unsafe_ptr_arg_deref)]
 pub fn setup(maxevents: i32, ctxp: *mut io_context_t) -> i32 {
     let r = sys::io_setup(maxevents, ctxp as usize);
     if r == 0 {

@@ -637,6 +637,9 @@ pub fn plausible_user_range(addr: usize, len: usize) -> bool {
 /// (`-EFAULT` rather than a crash).  Where the kernel refuses
 /// `process_vm_writev` itself (a seccomp filter), fall back to a plain store
 /// if `dst` can be user memory, which is what libaio does unconditionally.
+// The fallback store trusts the caller exactly as libaio's `io_queue_init`
+// does (`*ctxp = NULL`); it is reached only where the kernel refuses to check.
+#[allow(clippy::not_unsafe_ptr_arg_deref)]
 pub fn write_user<T: Copy>(dst: *mut T, val: T) -> Result<(), i32> {
     let size = core::mem::size_of::<T>();
     // SAFETY: viewing a `Copy` value's bytes.

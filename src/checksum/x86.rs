@@ -30,7 +30,6 @@ use core::arch::x86_64::*;
 // (the crate's `rust-version`).
 mod avx512;
 
-
 pub(super) use avx512::available as wide_available;
 
 /// Intervals walked in lockstep by the multi-buffer kernel. Eight chains

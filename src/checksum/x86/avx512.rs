@@ -114,8 +114,14 @@ fn narrow(acc: __m512i, c: &FoldConsts) -> __m128i {
         let last = _mm512_maskz_mov_epi64(0xC0, acc);
         let t = fold4(acc, k, last);
         xor(
-            xor(_mm512_extracti32x4_epi32::<0>(t), _mm512_extracti32x4_epi32::<1>(t)),
-            xor(_mm512_extracti32x4_epi32::<2>(t), _mm512_extracti32x4_epi32::<3>(t)),
+            xor(
+                _mm512_extracti32x4_epi32::<0>(t),
+                _mm512_extracti32x4_epi32::<1>(t),
+            ),
+            xor(
+                _mm512_extracti32x4_epi32::<2>(t),
+                _mm512_extracti32x4_epi32::<3>(t),
+            ),
         )
     }
 }
