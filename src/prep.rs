@@ -81,8 +81,7 @@ mod tests {
     fn prep_zeroes_then_fills() {
         let mut io = iocb::zeroed();
         io.key = 77;
-        // SAFETY: test-only union write.
-        unsafe { io.u.c.flags = 5 };
+        io.u.c.flags = 5; // writing a union field is safe
         let mut buf = [0u8; 8];
         rw(
             &mut io,

@@ -72,18 +72,9 @@ fn discover() -> Vec<CTest> {
 fn build(t: &CTest, variant: Variant, dir: &Path, lib: &Path) -> Result<PathBuf, String> {
     let root = repo_root();
     let exe = dir.join(&t.name);
-    let mut cmd = compiler(false);
-    cmd.args([
-        "-std=gnu11",
-        "-O2",
-        "-g",
-        "-Wall",
-        "-Wextra",
-        "-Werror",
-        "-D_GNU_SOURCE",
-    ])
-    .arg(format!("-I{}", root.join("include").display()))
-    .arg(format!("-I{}", root.join("ctests").display()));
+    let mut cmd = c_compiler();
+    cmd.arg(format!("-I{}", root.join("include").display()))
+        .arg(format!("-I{}", root.join("ctests").display()));
     if variant == Variant::Sanitized {
         cmd.args([
             "-fsanitize=address,undefined",

@@ -42,16 +42,7 @@ fn scenario_exe(lib: Lib) -> PathBuf {
         );
         let dir = temp_dir(&format!("diff-build-{lib:?}"));
         let exe = dir.join("scenarios");
-        let mut cmd = compiler(false);
-        cmd.args([
-            "-std=gnu11",
-            "-O2",
-            "-g",
-            "-Wall",
-            "-Wextra",
-            "-Werror",
-            "-D_GNU_SOURCE",
-        ]);
+        let mut cmd = c_compiler();
         match lib {
             // No -I: <libaio.h> is /usr/include/libaio.h.
             Lib::System => {

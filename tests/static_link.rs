@@ -28,23 +28,14 @@ fn static_library_round_trip() {
     let dir = temp_dir("static-link");
     let exe = dir.join("roundtrip");
     let root = repo_root();
-    let mut cmd = compiler(false);
-    cmd.args([
-        "-std=gnu11",
-        "-O2",
-        "-g",
-        "-Wall",
-        "-Wextra",
-        "-Werror",
-        "-D_GNU_SOURCE",
-    ])
-    .arg(format!("-I{}", root.join("include").display()))
-    .arg(format!("-I{}", root.join("ctests").display()))
-    .arg(root.join("ctests/static/roundtrip.c"))
-    .arg("-o")
-    .arg(&exe)
-    .arg(&archive)
-    .args(NATIVE_STATIC_LIBS);
+    let mut cmd = c_compiler();
+    cmd.arg(format!("-I{}", root.join("include").display()))
+        .arg(format!("-I{}", root.join("ctests").display()))
+        .arg(root.join("ctests/static/roundtrip.c"))
+        .arg("-o")
+        .arg(&exe)
+        .arg(&archive)
+        .args(NATIVE_STATIC_LIBS);
     run_ok(&mut cmd, "linking against libaio.a").unwrap_or_else(|e| panic!("{e}"));
     // No libaio shared object is needed at all.
     assert_eq!(loaded_libaio(&exe), None, "{exe:?} still needs libaio.so.1");

@@ -132,6 +132,24 @@ pub fn compiler(cpp: bool) -> Command {
         .to_command()
 }
 
+/// The flags every C test program is built with (see ctests/README.md).
+pub const C_FLAGS: [&str; 7] = [
+    "-std=gnu11",
+    "-O2",
+    "-g",
+    "-Wall",
+    "-Wextra",
+    "-Werror",
+    "-D_GNU_SOURCE",
+];
+
+/// A C compiler command with [`C_FLAGS`].
+pub fn c_compiler() -> Command {
+    let mut cmd = compiler(false);
+    cmd.args(C_FLAGS);
+    cmd
+}
+
 /// A fresh, empty directory `target/ctest-tmp/<name>`.
 pub fn temp_dir(name: &str) -> PathBuf {
     let dir = target_dir().join("ctest-tmp").join(name);
