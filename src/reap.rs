@@ -588,22 +588,27 @@ mod tests {
         }
     }
 
-    /// A page no one can read: a timeout pointer the kernel answers -EFAULT
-    /// for, so a call that returns anything else made no system call.
-    fn unreadable_page() -> *mut timespec {
+    /// A fresh anonymous page with protection `prot`, never unmapped.
+    fn page(prot: i32) -> *mut u8 {
         // SAFETY: a fresh anonymous mapping, never unmapped (tests only).
         let p = unsafe {
             libc::mmap(
                 core::ptr::null_mut(),
                 4096,
-                libc::PROT_NONE,
+                prot,
                 libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
                 -1,
                 0,
             )
         };
         assert_ne!(p, libc::MAP_FAILED);
-        p as *mut timespec
+        p.cast()
+    }
+
+    /// A page no one can read: a timeout pointer the kernel answers -EFAULT
+    /// for, so a call that returns anything else made no system call.
+    fn unreadable_page() -> *mut timespec {
+        page(libc::PROT_NONE).cast()
     }
 
     /// Reap everything that is ready (with a valid zero timeout).
@@ -621,19 +626,7 @@ mod tests {
     /// A page no one can write: an events buffer the kernel answers
     /// -EFAULT for.
     fn read_only_page() -> *mut io_event {
-        // SAFETY: a fresh anonymous mapping, never unmapped (tests only).
-        let p = unsafe {
-            libc::mmap(
-                core::ptr::null_mut(),
-                4096,
-                libc::PROT_READ,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        assert_ne!(p, libc::MAP_FAILED);
-        p as *mut io_event
+        page(libc::PROT_READ).cast()
     }
 
     #[test]
