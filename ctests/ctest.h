@@ -45,6 +45,9 @@ static inline void ctest_report(int ok, const char *file, int line, const char *
 /* CHECK(cond): cond must be true. */
 #define CHECK(cond) ctest_report(!!(cond), __FILE__, __LINE__, "%s", #cond)
 
+/* CHECKF(cond, fmt, ...): cond must be true; the line says what was checked. */
+#define CHECKF(cond, ...) ctest_report(!!(cond), __FILE__, __LINE__, __VA_ARGS__)
+
 /* CHECK_EQ(a, b): both sides are compared as long long. */
 #define CHECK_EQ(a, b)                                                              \
 	do {                                                                        \

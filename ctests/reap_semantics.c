@@ -16,6 +16,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libaio.h>
+
+#include "ctest.h"
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -25,20 +27,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-static int passed, failed;
-#define CHECK(cond, ...)                                                      \
-	do {                                                                  \
-		if (cond) {                                                   \
-			passed++;                                             \
-			printf("ok: ");                                       \
-		} else {                                                      \
-			failed++;                                             \
-			printf("FAIL (%s:%d): ", __FILE__, __LINE__);         \
-		}                                                             \
-		printf(__VA_ARGS__);                                          \
-		printf("\n");                                                 \
-		fflush(stdout);                                               \
-	} while (0)
 
 static io_context_t ctx;
 static int fd;
@@ -95,26 +83,25 @@ int main(int argc, char **argv)
 		return 1;
 	unlink(path);
 	int r = io_setup(16, &ctx);
-	CHECK(r == 0, "io_setup = %d", r);
+	CHECKF(r == 0, "io_setup = %d", r);
 	struct timespec *bad = unreadable_timeout();
 
 	submit_ready(3);
 	r = io_getevents(ctx, 1, 8, ev, bad);
-	CHECK(r == -EFAULT, "a buffer the kernel never wrote: the system call (-EFAULT for the timeout): %d", r);
+	CHECKF(r == -EFAULT, "a buffer the kernel never wrote: the system call (-EFAULT for the timeout): %d", r);
 	r = io_getevents(ctx, 3, 8, ev, NULL);
-	CHECK(r == 3, "the events were kept; the kernel writes them to ev: %d", r);
+	CHECKF(r == 3, "the events were kept; the kernel writes them to ev: %d", r);
 	submit_ready(3);
 	r = io_getevents(ctx, 1, 8, ev, bad);
 	if (no_user_reap) {
-		CHECK(r == -EFAULT, "LIBAIO_RS_NO_USER_REAP=1: the kernel answers (-EFAULT for the timeout): %d", r);
+		CHECKF(r == -EFAULT, "LIBAIO_RS_NO_USER_REAP=1: the kernel answers (-EFAULT for the timeout): %d", r);
 		struct timespec zero = { 0, 0 };
 		r = io_getevents(ctx, 3, 8, ev, &zero);
-		CHECK(r == 3, "LIBAIO_RS_NO_USER_REAP=1: then the kernel returns the 3 events: %d", r);
-		printf("%d passed, %d failed\n", passed, failed);
-		return failed ? 1 : 0;
+		CHECKF(r == 3, "LIBAIO_RS_NO_USER_REAP=1: then the kernel returns the 3 events: %d", r);
+		return ctest_finish();
 	}
-	CHECK(r == 3, "3 ready events returned without a system call: %d", r);
-	CHECK(r == 3 && ev[0].obj == &iocbs[0] && ev[2].obj == &iocbs[2] && ev[1].res == 512,
+	CHECKF(r == 3, "3 ready events returned without a system call: %d", r);
+	CHECKF(r == 3 && ev[0].obj == &iocbs[0] && ev[2].obj == &iocbs[2] && ev[1].res == 512,
 	      "in submission order, with their results");
 
 	/* The switch, in a fresh process. */
@@ -127,7 +114,7 @@ int main(int argc, char **argv)
 	}
 	int status = 0;
 	waitpid(pid, &status, 0);
-	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0, "LIBAIO_RS_NO_USER_REAP=1 child passed");
+	CHECKF(WIFEXITED(status) && WEXITSTATUS(status) == 0, "LIBAIO_RS_NO_USER_REAP=1 child passed");
 
 	/* -EINTR from a blocked wait. */
 	struct sigaction sa;
@@ -140,7 +127,7 @@ int main(int argc, char **argv)
 	usleep(50000);
 	pthread_kill(t, SIGUSR1);
 	pthread_join(t, NULL);
-	CHECK(res == -EINTR, "a wait interrupted by a signal returns -EINTR: %d", res);
+	CHECKF(res == -EINTR, "a wait interrupted by a signal returns -EINTR: %d", res);
 
 	/* io_pgetevents: the mask unblocks a pending signal; events are ready. */
 	sigset_t block, unblock;
@@ -149,17 +136,17 @@ int main(int argc, char **argv)
 	pthread_sigmask(SIG_BLOCK, &block, NULL);
 	handled = 0;
 	raise(SIGUSR1);
-	CHECK(handled == 0, "SIGUSR1 pending and blocked");
+	CHECKF(handled == 0, "SIGUSR1 pending and blocked");
 	submit_ready(2);
 	sigemptyset(&unblock);
 	struct timespec zero = { 0, 0 };
 	r = io_pgetevents(ctx, 1, 8, ev, &zero, &unblock);
-	CHECK(r == 2 && handled == 1,
+	CHECKF(r == 2 && handled == 1,
 	      "io_pgetevents with an unblocking mask: 2 events and the signal delivered (r=%d, handled=%d)",
 	      r, (int)handled);
 	sigset_t now;
 	pthread_sigmask(SIG_BLOCK, NULL, &now);
-	CHECK(sigismember(&now, SIGUSR1), "the caller's mask is back after io_pgetevents");
+	CHECKF(sigismember(&now, SIGUSR1), "the caller's mask is back after io_pgetevents");
 	pthread_sigmask(SIG_UNBLOCK, &block, NULL);
 
 	/* fork: the child must not see the parent's context. */
@@ -174,12 +161,11 @@ int main(int argc, char **argv)
 		_exit(a == -EINVAL && b == -EINVAL && c == -EINVAL ? 0 : 1);
 	}
 	waitpid(pid, &status, 0);
-	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+	CHECKF(WIFEXITED(status) && WEXITSTATUS(status) == 0,
 	      "after fork() the child gets -EINVAL from io_getevents and io_queue_run");
 	r = io_getevents(ctx, 1, 1, ev, NULL);
-	CHECK(r == 1 && ev[0].obj == &iocbs[0], "the parent still gets its event");
+	CHECKF(r == 1 && ev[0].obj == &iocbs[0], "the parent still gets its event");
 
-	CHECK(io_destroy(ctx) == 0, "io_destroy");
-	printf("%d passed, %d failed\n", passed, failed);
-	return failed ? 1 : 0;
+	CHECKF(io_destroy(ctx) == 0, "io_destroy");
+	return ctest_finish();
 }

@@ -22,6 +22,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libaio.h>
+
+#include "ctest.h"
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
@@ -32,20 +34,6 @@
 #include <time.h>
 #include <unistd.h>
 
-static int passed, failed;
-#define CHECK(cond, ...)                                                      \
-	do {                                                                  \
-		if (cond) {                                                   \
-			passed++;                                             \
-			printf("ok: ");                                       \
-		} else {                                                      \
-			failed++;                                             \
-			printf("FAIL (%s:%d): ", __FILE__, __LINE__);         \
-		}                                                             \
-		printf(__VA_ARGS__);                                          \
-		printf("\n");                                                 \
-		fflush(stdout);                                               \
-	} while (0)
 
 /* PGET: io_pgetevents with a signal mask and a zero timeout, which always
  * takes the system call: the kernel reaps while others reap in user space. */
@@ -269,12 +257,12 @@ static void phase(const char *name, int nsub, long per_sub, const enum mode *mod
 	printf("# %s: %ld ops in %.2f s; calls: blocking %ld, timed %ld, zero %ld, queue_run %ld, pgetevents %ld; %ld wake-ups\n",
 	       name, total, dt, atomic_load(&calls[0]), atomic_load(&calls[1]),
 	       atomic_load(&calls[2]), atomic_load(&calls[3]), atomic_load(&calls[4]), w);
-	CHECK(lost == 0 && dup == 0, "%s: %ld completions each delivered exactly once (lost %ld, duplicated %ld)",
+	CHECKF(lost == 0 && dup == 0, "%s: %ld completions each delivered exactly once (lost %ld, duplicated %ld)",
 	      name, total, lost, dup);
-	CHECK(wake_lost == 0 && wake_dup == 0, "%s: %ld wake-up completions each delivered once", name, w);
-	CHECK(atomic_load(&bad_events) == 0, "%s: no bad event or return value (%ld)", name,
+	CHECKF(wake_lost == 0 && wake_dup == 0, "%s: %ld wake-up completions each delivered once", name, w);
+	CHECKF(atomic_load(&bad_events) == 0, "%s: no bad event or return value (%ld)", name,
 	      atomic_load(&bad_events));
-	CHECK(atomic_load(&blocking_running) == 0, "%s: every blocked reaper returned", name);
+	CHECKF(atomic_load(&blocking_running) == 0, "%s: every blocked reaper returned", name);
 }
 
 int main(void)
@@ -299,7 +287,7 @@ int main(void)
 	if (!iocbs || !deliveries)
 		return 1;
 	int r = io_queue_init(256, &ctx);
-	CHECK(r == 0, "io_queue_init(256) = %d", r);
+	CHECKF(r == 0, "io_queue_init(256) = %d", r);
 	if (r)
 		return 1;
 
@@ -320,7 +308,6 @@ int main(void)
 	phase("kernel-vs-user", 3, per, kernel_vs_user, 4);
 
 	r = io_queue_release(ctx);
-	CHECK(r == 0, "io_queue_release = %d", r);
-	printf("%d passed, %d failed\n", passed, failed);
-	return failed ? 1 : 0;
+	CHECKF(r == 0, "io_queue_release = %d", r);
+	return ctest_finish();
 }

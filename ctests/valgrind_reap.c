@@ -12,6 +12,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libaio.h>
+
+#include "ctest.h"
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -21,20 +23,6 @@
 #include <unistd.h>
 #include <valgrind/valgrind.h>
 
-static int passed, failed;
-#define CHECK(cond, ...)                                                      \
-	do {                                                                  \
-		if (cond) {                                                   \
-			passed++;                                             \
-			printf("ok: ");                                       \
-		} else {                                                      \
-			failed++;                                             \
-			printf("FAIL (%s:%d): ", __FILE__, __LINE__);         \
-		}                                                             \
-		printf(__VA_ARGS__);                                          \
-		printf("\n");                                                 \
-		fflush(stdout);                                               \
-	} while (0)
 
 #define OPS 2000
 static io_context_t ctx;
@@ -90,7 +78,7 @@ static int body(void)
 		return 1;
 	unlink(path);
 	int r = io_queue_init(64, &ctx);
-	CHECK(r == 0, "io_queue_init = %d", r);
+	CHECKF(r == 0, "io_queue_init = %d", r);
 	pthread_t t;
 	pthread_create(&t, NULL, helper, NULL);
 	struct timespec zero = { 0, 0 }, ms = { 0, 1000000 };
@@ -129,11 +117,10 @@ static int body(void)
 	int once = 1;
 	for (int i = 0; i < OPS; i++)
 		once &= atomic_load(&got[i]) == 1;
-	CHECK(once && atomic_load(&done) == OPS, "%d reads reaped exactly once, right data", OPS);
-	CHECK(atomic_load(&bad) == 0, "no bad event (%d)", atomic_load(&bad));
-	CHECK(io_queue_release(ctx) == 0, "io_queue_release");
-	printf("%d passed, %d failed\n", passed, failed);
-	return failed ? 1 : 0;
+	CHECKF(once && atomic_load(&done) == OPS, "%d reads reaped exactly once, right data", OPS);
+	CHECKF(atomic_load(&bad) == 0, "no bad event (%d)", atomic_load(&bad));
+	CHECKF(io_queue_release(ctx) == 0, "io_queue_release");
+	return ctest_finish();
 }
 
 int main(int argc, char **argv)
@@ -155,8 +142,7 @@ int main(int argc, char **argv)
 	int status = 0;
 	waitpid(pid, &status, 0);
 	int ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
-	CHECK(ok, "under valgrind --error-exitcode=1: exit status %d",
+	CHECKF(ok, "under valgrind --error-exitcode=1: exit status %d",
 	      WIFEXITED(status) ? WEXITSTATUS(status) : -1);
-	printf("%d passed, %d failed\n", passed, failed);
-	return ok ? 0 : 1;
+	return ctest_finish();
 }
