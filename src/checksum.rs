@@ -114,80 +114,104 @@ pub fn crc64_nvme_intervals(data: &[u8], interval: usize, out: &mut [u64]) {
     crc64_intervals_with(data, interval, out, Kernel::Best)
 }
 
+/// What tells the two CRCs apart in the shared dispatch below: the folding
+/// constants and bit order for the SIMD kernels, how to finish a CRC from a
+/// folded register and the bytes after the last 16-byte block, and the
+/// table code for everything else.
+struct Algo<T> {
+    #[cfg(target_arch = "x86_64")]
+    consts: &'static consts::FoldConsts,
+    #[cfg(target_arch = "x86_64")]
+    reflected: bool,
+    #[cfg(target_arch = "x86_64")]
+    finish: fn(u64, &[u8]) -> T,
+    portable: fn(&[u8]) -> T,
+}
+
+static T10DIF_ALGO: Algo<u16> = Algo {
+    #[cfg(target_arch = "x86_64")]
+    consts: &consts::T10DIF,
+    #[cfg(target_arch = "x86_64")]
+    reflected: false,
+    #[cfg(target_arch = "x86_64")]
+    finish: |register, tail| t10dif_finish(register as u16, tail),
+    portable: crc16_t10dif_portable,
+};
+
+static NVME_ALGO: Algo<u64> = Algo {
+    #[cfg(target_arch = "x86_64")]
+    consts: &consts::NVME,
+    #[cfg(target_arch = "x86_64")]
+    reflected: true,
+    #[cfg(target_arch = "x86_64")]
+    finish: nvme_finish,
+    portable: crc64_nvme_portable,
+};
+
 #[cfg_attr(not(target_arch = "x86_64"), allow(unused_variables))]
+fn crc_with<T>(algo: &Algo<T>, data: &[u8], kernel: Kernel) -> T {
+    #[cfg(target_arch = "x86_64")]
+    if data.len() >= MIN_FOLD_LEN && kernel != Kernel::Portable {
+        let wide = kernel == Kernel::Best;
+        if let Some(reg) = x86::register(data, algo.consts, algo.reflected, wide) {
+            return (algo.finish)(reg, &data[data.len() & !15..]);
+        }
+    }
+    (algo.portable)(data)
+}
+
+#[cfg_attr(not(target_arch = "x86_64"), allow(unused_variables))]
+fn intervals_with<T: Copy>(
+    algo: &Algo<T>,
+    data: &[u8],
+    interval: usize,
+    out: &mut [T],
+    kernel: Kernel,
+) {
+    assert_eq!(data.len(), out.len() * interval);
+    #[cfg(target_arch = "x86_64")]
+    if interval >= MIN_FOLD_LEN && kernel != Kernel::Portable {
+        let blocks = interval & !15;
+        let wide = kernel == Kernel::Best;
+        let done = x86::registers_of_intervals(
+            data,
+            interval,
+            algo.consts,
+            algo.reflected,
+            wide,
+            |i, reg| {
+                let tail = &data[i * interval + blocks..(i + 1) * interval];
+                out[i] = (algo.finish)(reg, tail);
+            },
+        );
+        if done {
+            return;
+        }
+    }
+    if interval == 0 {
+        // Every interval is empty (and so is `data`).
+        out.fill((algo.portable)(&[]));
+        return;
+    }
+    for (o, chunk) in out.iter_mut().zip(data.chunks_exact(interval)) {
+        *o = (algo.portable)(chunk);
+    }
+}
+
 fn crc16_with(data: &[u8], kernel: Kernel) -> u16 {
-    #[cfg(target_arch = "x86_64")]
-    if data.len() >= MIN_FOLD_LEN && kernel != Kernel::Portable {
-        let wide = kernel == Kernel::Best;
-        if let Some(reg) = x86::register(data, &consts::T10DIF, false, wide) {
-            return t10dif_finish(reg as u16, &data[data.len() & !15..]);
-        }
-    }
-    crc16_t10dif_portable(data)
+    crc_with(&T10DIF_ALGO, data, kernel)
 }
 
-#[cfg_attr(not(target_arch = "x86_64"), allow(unused_variables))]
 fn crc64_with(data: &[u8], kernel: Kernel) -> u64 {
-    #[cfg(target_arch = "x86_64")]
-    if data.len() >= MIN_FOLD_LEN && kernel != Kernel::Portable {
-        let wide = kernel == Kernel::Best;
-        if let Some(reg) = x86::register(data, &consts::NVME, true, wide) {
-            return nvme_finish(reg, &data[data.len() & !15..]);
-        }
-    }
-    crc64_nvme_portable(data)
+    crc_with(&NVME_ALGO, data, kernel)
 }
 
-#[cfg_attr(not(target_arch = "x86_64"), allow(unused_variables))]
 fn crc16_intervals_with(data: &[u8], interval: usize, out: &mut [u16], kernel: Kernel) {
-    assert_eq!(data.len(), out.len() * interval);
-    #[cfg(target_arch = "x86_64")]
-    if interval >= MIN_FOLD_LEN && kernel != Kernel::Portable {
-        let blocks = interval & !15;
-        let wide = kernel == Kernel::Best;
-        let done =
-            x86::registers_of_intervals(data, interval, &consts::T10DIF, false, wide, |i, reg| {
-                let tail = &data[i * interval + blocks..(i + 1) * interval];
-                out[i] = t10dif_finish(reg as u16, tail);
-            });
-        if done {
-            return;
-        }
-    }
-    if interval == 0 {
-        // Every interval is empty (and so is `data`).
-        out.fill(crc16_t10dif_portable(&[]));
-        return;
-    }
-    for (o, chunk) in out.iter_mut().zip(data.chunks_exact(interval)) {
-        *o = crc16_t10dif_portable(chunk);
-    }
+    intervals_with(&T10DIF_ALGO, data, interval, out, kernel)
 }
 
-#[cfg_attr(not(target_arch = "x86_64"), allow(unused_variables))]
 fn crc64_intervals_with(data: &[u8], interval: usize, out: &mut [u64], kernel: Kernel) {
-    assert_eq!(data.len(), out.len() * interval);
-    #[cfg(target_arch = "x86_64")]
-    if interval >= MIN_FOLD_LEN && kernel != Kernel::Portable {
-        let blocks = interval & !15;
-        let wide = kernel == Kernel::Best;
-        let done =
-            x86::registers_of_intervals(data, interval, &consts::NVME, true, wide, |i, reg| {
-                let tail = &data[i * interval + blocks..(i + 1) * interval];
-                out[i] = nvme_finish(reg, tail);
-            });
-        if done {
-            return;
-        }
-    }
-    if interval == 0 {
-        // Every interval is empty (and so is `data`).
-        out.fill(crc64_nvme_portable(&[]));
-        return;
-    }
-    for (o, chunk) in out.iter_mut().zip(data.chunks_exact(interval)) {
-        *o = crc64_nvme_portable(chunk);
-    }
+    intervals_with(&NVME_ALGO, data, interval, out, kernel)
 }
 
 #[cfg(test)]
