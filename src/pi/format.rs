@@ -531,36 +531,49 @@ mod tests {
         assert_eq!(&pi[26..32], &[0; 6]);
     }
 
+    /// The format a property-test round uses: both guards, both types and
+    /// both intervals, in a cycle.
+    fn format_for_round(round: u32) -> Format {
+        Format {
+            guard: if round % 2 == 0 {
+                Guard::Crc16
+            } else {
+                Guard::Crc64
+            },
+            pi_type: if round % 3 == 0 {
+                PiType::Type3
+            } else {
+                PiType::Type1
+            },
+            interval: if round % 5 == 0 { 4096 } else { 512 },
+        }
+    }
+
+    /// Sorted cut points splitting `0..total` into up to 6 segments (some
+    /// empty), each cut rounded down to a multiple of `align`.
+    fn random_cuts(rng: &mut Rng, total: usize, align: usize) -> Vec<usize> {
+        let mut cuts: Vec<usize> = (0..rng.below(6))
+            .map(|_| rng.below(total as u64 + 1) as usize / align * align)
+            .collect();
+        cuts.push(0);
+        cuts.push(total);
+        cuts.sort();
+        cuts
+    }
+
     /// Property: tuples over random scattered segments equal an independent
     /// per-interval computation (bitwise CRCs, hand-built tuples).
     #[test]
     fn scattered_generation_matches_independent_computation() {
         let mut rng = Rng::new(0xC0FFEE);
         for round in 0..300 {
-            let f = Format {
-                guard: if round % 2 == 0 {
-                    Guard::Crc16
-                } else {
-                    Guard::Crc64
-                },
-                pi_type: if round % 3 == 0 {
-                    PiType::Type3
-                } else {
-                    PiType::Type1
-                },
-                interval: if round % 5 == 0 { 4096 } else { 512 },
-            };
+            let f = format_for_round(round);
             let n = 1 + rng.below(20) as usize;
             let total = n * f.interval;
             let mut data = vec![0u8; total];
             rng.fill(&mut data);
             // Random split into segments (some empty).
-            let mut cuts: Vec<usize> = (0..rng.below(6))
-                .map(|_| rng.below(total as u64 + 1) as usize)
-                .collect();
-            cuts.push(0);
-            cuts.push(total);
-            cuts.sort();
+            let cuts = random_cuts(&mut rng, total, 1);
             let segs: Vec<&[u8]> = cuts.windows(2).map(|w| &data[w[0]..w[1]]).collect();
             let seed = rng.next() >> rng.below(64);
             let ts = f.tuple_size();
@@ -600,19 +613,7 @@ mod tests {
     fn scattered_verification_matches_contiguous_verification() {
         let mut rng = Rng::new(0x5EC5);
         for round in 0..400 {
-            let f = Format {
-                guard: if round % 2 == 0 {
-                    Guard::Crc16
-                } else {
-                    Guard::Crc64
-                },
-                pi_type: if round % 3 == 0 {
-                    PiType::Type3
-                } else {
-                    PiType::Type1
-                },
-                interval: if round % 5 == 0 { 4096 } else { 512 },
-            };
+            let f = format_for_round(round);
             let n = 1 + rng.below(20) as usize;
             let total = n * f.interval;
             let mut data = vec![0u8; total];
@@ -629,19 +630,8 @@ mod tests {
                 _ => {}
             }
             // Cuts: random, or on interval boundaries only (zero-copy case).
-            let mut cuts: Vec<usize> = (0..rng.below(6))
-                .map(|_| {
-                    let c = rng.below(total as u64 + 1) as usize;
-                    if round % 4 == 0 {
-                        c / f.interval * f.interval
-                    } else {
-                        c
-                    }
-                })
-                .collect();
-            cuts.push(0);
-            cuts.push(total);
-            cuts.sort();
+            let align = if round % 4 == 0 { f.interval } else { 1 };
+            let cuts = random_cuts(&mut rng, total, align);
             let segs: Vec<&[u8]> = cuts.windows(2).map(|w| &data[w[0]..w[1]]).collect();
             assert_eq!(
                 f.verify_segments(&segs, seed, &pi),
