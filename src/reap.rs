@@ -605,6 +605,25 @@ mod tests {
         p.cast()
     }
 
+    /// Room for exactly one event: the last 32 bytes of a writable page
+    /// whose next page has protection `prot` (never unmapped).
+    fn one_slot_before(prot: i32) -> *mut io_event {
+        // SAFETY: a fresh two-page mapping (tests only); its second page gets `prot`.
+        unsafe {
+            let p = libc::mmap(
+                core::ptr::null_mut(),
+                8192,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            );
+            assert_ne!(p, libc::MAP_FAILED);
+            assert_eq!(libc::mprotect(p.add(4096), 4096, prot), 0);
+            (p as usize + 4096 - 32) as *mut io_event
+        }
+    }
+
     /// A page no one can read: a timeout pointer the kernel answers -EFAULT
     /// for, so a call that returns anything else made no system call.
     fn unreadable_page() -> *mut timespec {
@@ -711,20 +730,7 @@ mod tests {
         assert_eq!(pgetevents(f.ctx, 0, 4, ro, z, core::ptr::null()), EFAULT);
         assert_eq!(f.ready(), 2, "nothing consumed");
         // Room for one event before an unwritable page.
-        // SAFETY: a fresh two-page mapping; its second page made read-only.
-        let edge = unsafe {
-            let p = libc::mmap(
-                core::ptr::null_mut(),
-                8192,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            );
-            assert_ne!(p, libc::MAP_FAILED);
-            assert_eq!(libc::mprotect(p.add(4096), 4096, libc::PROT_READ), 0);
-            (p as usize + 4096 - 32) as *mut io_event
-        };
+        let edge = one_slot_before(libc::PROT_READ);
         // Two ready, room for one: the kernel copies both at once, fails,
         // and keeps both.
         assert_eq!(getevents(f.ctx, 1, 4, edge, ts), EFAULT);
@@ -883,21 +889,7 @@ mod tests {
         // for one event, then an unreadable page; one event in the ring and
         // a poll that completes later: we copy the ready one, the kernel
         // waits for the poll, fails to store it (-EFAULT) and keeps it.
-        // SAFETY: a fresh two-page mapping; its second page made unreadable.
-        let guard = unsafe {
-            let p = libc::mmap(
-                core::ptr::null_mut(),
-                8192,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            );
-            assert_ne!(p, libc::MAP_FAILED);
-            assert_eq!(libc::mprotect(p.add(4096), 4096, libc::PROT_NONE), 0);
-            p as usize + 4096
-        };
-        let one = (guard - 32) as *mut io_event;
+        let one = one_slot_before(libc::PROT_NONE);
         let mut pipe = [0; 2];
         // SAFETY: a two-int array.
         assert_eq!(unsafe { libc::pipe(pipe.as_mut_ptr()) }, 0);
