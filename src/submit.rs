@@ -3,7 +3,7 @@
 //! The plain path is exactly one `io_submit(2)`: no lock, no allocation, no
 //! per-iocb work, and the caller's array is never read by us before the
 //! kernel has validated it.  Only when the kernel accepts fewer iocbs than
-//! asked does `pi::emulate::submit_rest` look at the refused one.
+//! asked does `pi::submit::submit_rest` look at the refused one.
 
 use crate::abi::{io_event, iocb};
 use crate::sys;
