@@ -365,6 +365,128 @@ static void test_batch_stops(io_context_t ctx, int fd)
 	free(a); free(b); free(pa); free(pb);
 }
 
+/* Reap exactly `n` events (1 s limit), checking each is one of io[0..n)
+ * with res = `res` (a data length) and, for reads, the right PI. */
+static void reap_run(io_context_t ctx, struct iocb *io, int n, long res, const char *what)
+{
+	struct io_event ev[8];
+	struct timespec ts = { 1, 0 };
+	int got = 0, r, ok = 1;
+	while (got < n && (r = io_getevents(ctx, 1, 8, ev, &ts)) > 0) {
+		for (int k = 0; k < r; k++) {
+			struct iocb *it = ev[k].obj;
+			ok &= it >= io && it < io + n && (long)ev[k].res == res;
+		}
+		got += r;
+	}
+	CHECK_EQ(got, n, what);
+	CHECK(ok, what);
+}
+
+/* A run of PI iocbs is validated as a whole (one kernel-checked copy per
+ * kind of caller memory); an iocb failing a check ends the run before it:
+ * io_submit returns the count before it, nothing after it is touched, and
+ * alone it gets its own error.  Every kind of check, failing in the middle
+ * of a run, with the run's iocbs, iovecs and buffers on different pages. */
+static void test_run_cuts(io_context_t ctx, int fd)
+{
+	enum { PG = 4096 };
+	/* Page 0-1: fine; page 2: unmapped; page 3: read-only. */
+	uint8_t *m = mmap(NULL, 4 * PG, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	uint8_t *hole = m + 2 * PG, *ro = m + 3 * PG;
+	munmap(hole, PG);
+	mprotect(ro, PG, PROT_READ);
+	/* iocbs on one page, iovec arrays on another, data and PI elsewhere. */
+	struct iocb *io = (struct iocb *)m, *l[4];
+	struct iovec *v = (struct iovec *)(m + PG);
+	uint8_t *data = xalloc(4 * 4096), *pi = xalloc(4 * 64), *good = xalloc(4096);
+	for (int i = 0; i < 4; i++) {
+		v[2 * i] = (struct iovec){ data + i * 4096, 4096 };
+		v[2 * i + 1] = (struct iovec){ pi + i * 64, 64 };
+		l[i] = &io[i];
+	}
+	memset(good, 0x5A, 4096);
+
+	/* 1. A write's tuples unmapped, after two good reads; a good read after. */
+	io_prep_preadvm(&io[0], fd, &v[0], 2, 0);
+	io_prep_preadvm(&io[1], fd, &v[2], 2, 4096);
+	io_prep_pwritevm(&io[2], fd, &v[4], 2, 8192);
+	v[5].iov_base = hole;
+	io_prep_preadvm(&io[3], fd, &v[6], 2, 0);
+	memset(pi + 3 * 64, 0xAB, 64);
+	CHECK_EQ(io_submit(ctx, 4, l), 2, "run cut at a write with unmapped tuples");
+	reap_run(ctx, io, 2, 4096, "run cut at tuples: the two reads complete");
+	CHECK(pi[3 * 64] == 0xAB && pi[3 * 64 + 63] == 0xAB, "iocb after the cut: PI buffer untouched");
+	CHECK_EQ(io_submit(ctx, 2, l + 2), -EFAULT, "the cut iocb alone: -EFAULT");
+	v[5].iov_base = pi + 2 * 64;
+
+	/* 2. A read's PI buffer read-only in the middle: the reads before it
+	 *    are accepted, the one after is not touched. */
+	io_prep_preadvm(&io[0], fd, &v[0], 2, 0);
+	io_prep_preadvm(&io[1], fd, &v[2], 2, 4096);
+	v[3].iov_base = ro;
+	io_prep_preadvm(&io[2], fd, &v[4], 2, 8192);
+	memset(pi + 2 * 64, 0xAB, 64);
+	CHECK_EQ(io_submit(ctx, 3, l), 1, "run cut at a read-only PI buffer");
+	reap_run(ctx, io, 1, 4096, "run cut at a read-only PI buffer: first read completes");
+	CHECK(pi[2 * 64] == 0xAB, "iocb after the cut: PI buffer untouched (2)");
+	CHECK_EQ(io_submit(ctx, 2, l + 1), -EFAULT, "read-only PI alone: -EFAULT");
+	v[3].iov_base = pi + 64;
+
+	/* 3. A write's data unmapped after a good write (sharing nothing). */
+	v[2] = (struct iovec){ good, 4096 };
+	expected_pi(T1_512, pi + 64, good, 4096, 2 * 4096);
+	io_prep_pwritevm(&io[0], fd, &v[2], 2, 2 * 4096);
+	io_prep_pwritevm(&io[1], fd, &v[4], 2, 8192);
+	v[4].iov_base = hole;
+	CHECK_EQ(io_submit(ctx, 2, l), 1, "run cut at a write with unmapped data");
+	reap_run(ctx, io, 1, 4096, "run cut at write data: the good write completes");
+	CHECK(file_equals(fd, good, 4096, 2 * 4096), "the good write before the cut landed");
+	v[4].iov_base = data + 2 * 4096;
+	v[2] = (struct iovec){ data + 4096, 4096 };
+
+	/* 4. An iovec array unmapped in the middle. */
+	io_prep_preadvm(&io[0], fd, &v[0], 2, 0);
+	io_prep_preadvm(&io[1], fd, (struct iovec *)hole, 2, 0);
+	io_prep_preadvm(&io[2], fd, &v[4], 2, 0);
+	CHECK_EQ(io_submit(ctx, 3, l), 1, "run cut at an unmapped iovec array");
+	reap_run(ctx, io, 1, 4096, "run cut at an iovec array: the first read completes");
+
+	/* 5. An invalid length in the middle (not a memory check). */
+	io_prep_preadvm(&io[0], fd, &v[0], 2, 0);
+	io_prep_preadvm(&io[1], fd, &v[2], 2, 0);
+	v[3].iov_len = 8;
+	io_prep_preadvm(&io[2], fd, &v[4], 2, 0);
+	memset(pi + 2 * 64, 0xAB, 64);
+	CHECK_EQ(io_submit(ctx, 3, l), 1, "run cut at a short PI buffer");
+	reap_run(ctx, io, 1, 4096, "run cut at a short PI buffer: the first read completes");
+	CHECK(pi[2 * 64] == 0xAB, "iocb after the cut: PI buffer untouched (5)");
+	v[3].iov_len = 64;
+
+	/* 6. An unmapped iocb pointer after a PI iocb: the kernel's -EFAULT
+	 *    for it, so 1 accepted. */
+	struct iocb *lb[2] = { &io[0], (struct iocb *)hole };
+	io_prep_preadvm(&io[0], fd, &v[0], 2, 0);
+	CHECK_EQ(io_submit(ctx, 2, lb), 1, "PI iocb then an unmapped iocb pointer");
+	reap_run(ctx, io, 1, 4096, "the PI read before the bad pointer completes");
+
+	/* 7. The whole run good, PI checked. */
+	for (int i = 0; i < 4; i++)
+		io_prep_preadvm(&io[i], fd, &v[2 * i], 2, (long long)i * 4096);
+	CHECK_EQ(io_submit(ctx, 4, l), 4, "a good run across pages");
+	reap_run(ctx, io, 4, 4096, "a good run across pages completes");
+	int pis = 1;
+	uint8_t want[64];
+	for (int i = 0; i < 4; i++) {
+		expected_pi(T1_512, want, data + i * 4096, 4096, (long long)i * 4096);
+		pis &= memcmp(want, pi + i * 64, 64) == 0;
+	}
+	CHECK(pis, "a good run across pages: PI of every read");
+	munmap(m, 2 * PG);
+	munmap(ro, PG);
+	free(data); free(pi); free(good);
+}
+
 static int cb_calls;
 static struct iocb *cb_iocb[4];
 static long cb_res[4];
@@ -489,6 +611,7 @@ int main(void)
 	test_bad_pointers(ctx, fd);
 	test_mixed_batch(ctx, fd, &rng);
 	test_batch_stops(ctx, fd);
+	test_run_cuts(ctx, fd);
 	test_queue_run(ctx, fd);
 	test_cancel(ctx, fd);
 	test_short_read(ctx, &rng);

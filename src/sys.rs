@@ -394,6 +394,110 @@ pub fn copy_to_user(dst: usize, src: &[u8]) -> c_long {
     }
 }
 
+/// Our own process as seen by `process_vm_readv`/`process_vm_writev`, for a
+/// run of kernel-checked transfers that each cover many caller ranges at
+/// once (the PI slow path validates a whole batch of iocbs this way).
+///
+/// The pid is read once per value: glibc no longer caches `getpid()`, so
+/// each call is a system call, and a process-wide cache would go stale in a
+/// child forked by any means that skips `pthread_atfork` (a stale pid would
+/// name another process).  Keep a `SelfMem` for one library call only.
+pub struct SelfMem {
+    pid: usize,
+}
+
+/// `IOV_MAX`: the most iovecs on either side of one `process_vm_*` call.
+const VM_IOV_MAX: usize = 1024;
+
+impl SelfMem {
+    pub fn new() -> SelfMem {
+        // SAFETY: getpid has no preconditions.
+        let pid = unsafe { libc::getpid() };
+        SelfMem { pid: pid as usize }
+    }
+
+    /// One `process_vm_*` call: our `local` buffers (in order) against the
+    /// caller's `remote` ranges (in order), equal total lengths.  Returns how
+    /// many of the `remote` ranges were transferred completely: all of them,
+    /// or the ones before the first byte the kernel could not transfer
+    /// (unmapped, not readable/writable).  A call the kernel refuses
+    /// outright (`-EFAULT` on the first byte, a seccomp filter...) counts as
+    /// none.
+    fn transfer(&self, write: bool, local: &[libc::iovec], remote: &[libc::iovec]) -> usize {
+        let want: usize = remote.iter().map(|v| v.iov_len).sum();
+        debug_assert_eq!(want, local.iter().map(|v| v.iov_len).sum::<usize>());
+        if want == 0 {
+            return remote.len();
+        }
+        if local.len() > VM_IOV_MAX || remote.len() > VM_IOV_MAX {
+            // Not needed by our callers (at most 64 ranges); refuse rather
+            // than split.
+            return 0;
+        }
+        let n = if write {
+            libc::SYS_process_vm_writev
+        } else {
+            libc::SYS_process_vm_readv
+        };
+        let r = raw6(
+            n as i64,
+            self.pid,
+            local.as_ptr() as usize,
+            local.len(),
+            remote.as_ptr() as usize,
+            remote.len(),
+            0,
+        );
+        if r < 0 {
+            return 0;
+        }
+        // The kernel transfers the ranges in order and stops at the first
+        // failure: the complete ones are the prefix that fits in `r`.
+        let mut left = r as usize;
+        remote
+            .iter()
+            .take_while(|v| {
+                let done = v.iov_len <= left;
+                if done {
+                    left -= v.iov_len;
+                }
+                done
+            })
+            .count()
+    }
+
+    /// Copy the caller's `remote` ranges into our `local` buffers (see
+    /// [`SelfMem::transfer`]); returns how many ranges were copied whole.
+    pub fn read_ranges(&self, local: &mut [&mut [u8]], remote: &[libc::iovec]) -> usize {
+        let l: Vec<libc::iovec> = local
+            .iter_mut()
+            .filter(|b| !b.is_empty())
+            .map(|b| libc::iovec {
+                iov_base: b.as_mut_ptr().cast(),
+                iov_len: b.len(),
+            })
+            .collect();
+        self.transfer(false, &l, remote)
+    }
+
+    /// Copy our `local` bytes to the caller's `remote` ranges, in order
+    /// (`local.len()` = their total); returns how many ranges were written
+    /// whole (the kernel checks each).
+    pub fn write_ranges(&self, local: &[u8], remote: &[libc::iovec]) -> usize {
+        let l = [libc::iovec {
+            iov_base: local.as_ptr() as *mut _,
+            iov_len: local.len(),
+        }];
+        self.transfer(true, &l, remote)
+    }
+}
+
+impl Default for SelfMem {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -59,6 +59,7 @@
 //! format is chosen per context (`io_set_pi_format`) and fixed for an iocb
 //! when it is submitted.
 
+pub mod caller;
 pub mod complete;
 pub mod format;
 pub mod record;

@@ -4,6 +4,7 @@
 
 use crate::abi::{io_iocb_cmd, iocb};
 use crate::context::{self, Context};
+use crate::pi::caller::CallerMem;
 use crate::pi::format_of;
 use crate::pi::record::{live, Kind, Record, RecordPtr, IN_FLIGHT};
 use crate::sys;
@@ -118,23 +119,25 @@ fn try_emulate(c: &Context, ctx: usize, slot: usize, remaining: usize) -> Outcom
     }
     // SAFETY: see above.
     let io = unsafe { core::ptr::read_unaligned(user_iocb as *const iocb) };
-    let Some(is_read) = pi_direction(&io) else {
+    if pi_direction(&io).is_none() {
         return Outcome::NotPi;
-    };
-    let rec = match prepare(c, &io, is_read) {
-        Ok(rec) => rec,
-        Err(e) => return Outcome::Refused(e),
-    };
-    let mut run = vec![Pending { rec, user_iocb, io }];
+    }
+    let mut mem = CallerMem::new();
+    mem.proven(slot, core::mem::size_of::<usize>());
+    mem.proven(user_iocb as usize, core::mem::size_of::<iocb>());
+    let mut run = vec![(user_iocb, io)];
     if remaining > 1 {
         look_ahead(
-            c,
+            &mut mem,
             slot + core::mem::size_of::<usize>(),
             (remaining - 1).min(LOOKAHEAD),
             &mut run,
         );
     }
-    submit_shadows(ctx, run)
+    match prepare_run(c, &mut mem, run) {
+        Ok(pending) => submit_shadows(ctx, pending),
+        Err(e) => Outcome::Refused(e),
+    }
 }
 
 /// `Some(true)` for `IO_CMD_PREADVM`, `Some(false)` for `IO_CMD_PWRITEVM`.
@@ -146,12 +149,12 @@ fn pi_direction(io: &iocb) -> Option<bool> {
     }
 }
 
-/// Append to `run` the valid PI iocbs that directly follow, among the `n`
-/// slots at `slots`.  The kernel has not seen these: pointers and iocbs
-/// are read with two kernel-checked copies.  Anything unexpected (a bad
-/// address, a plain iocb, an invalid PI iocb) ends the run; the main loop
-/// then hands that iocb to the kernel, which gives its own answer.
-fn look_ahead(c: &Context, slots: usize, n: usize, run: &mut Vec<Pending>) {
+/// Append to `run` the PI iocbs that directly follow, among the `n` slots
+/// at `slots`.  The kernel has not read these for us: pointers and iocbs
+/// are read from proven pages or with kernel-checked copies.  A bad
+/// address or a plain iocb ends the run; the main loop then hands that
+/// iocb to the kernel, which gives its own answer.
+fn look_ahead(mem: &mut CallerMem, slots: usize, n: usize, run: &mut Vec<(*mut iocb, iocb)>) {
     let mut ptrs = vec![0usize; n];
     {
         // SAFETY: viewing our own array of integers as bytes.
@@ -161,7 +164,11 @@ fn look_ahead(c: &Context, slots: usize, n: usize, run: &mut Vec<Pending>) {
                 n * core::mem::size_of::<usize>(),
             )
         };
-        if sys::copy_from_user(bytes, slots) != 0 {
+        let whole = [libc::iovec {
+            iov_base: slots as *mut c_void,
+            iov_len: bytes.len(),
+        }];
+        if mem.read(&mut [bytes], &whole) != 1 {
             return;
         }
     }
@@ -173,175 +180,305 @@ fn look_ahead(c: &Context, slots: usize, n: usize, run: &mut Vec<Pending>) {
         })
         .collect();
     let mut ios = vec![iocb::zeroed(); n];
+    let got = {
+        let mut dst: Vec<&mut [u8]> = ios.iter_mut().map(iocb_bytes).collect();
+        mem.read(&mut dst, &src)
+    };
+    for (p, io) in ptrs.into_iter().zip(ios).take(got) {
+        if pi_direction(&io).is_none() {
+            return;
+        }
+        run.push((p as *mut iocb, io));
+    }
+}
+
+/// Our own iocb as bytes (to be filled by a kernel-checked copy).
+fn iocb_bytes(io: &mut iocb) -> &mut [u8] {
+    // SAFETY: an iocb is integers, pointers and a union of those: any bit
+    // pattern is valid, so it may be written as bytes.
+    unsafe {
+        core::slice::from_raw_parts_mut(io as *mut iocb as *mut u8, core::mem::size_of::<iocb>())
+    }
+}
+
+/// A PI iocb of the run, as it passes the checks.
+struct Candidate {
+    user_iocb: *mut iocb,
+    io: iocb,
+    is_read: bool,
+    /// The caller's iovec array (address, count).
+    iov_addr: usize,
+    iovcnt: usize,
+    /// Our copy of it: data iovecs, then the PI iovec.
+    iovs: Vec<libc::iovec>,
+    /// Bytes of tuples the data needs, and where they are.
+    need: usize,
+    pi_addr: usize,
+}
+
+/// The run after a check: keep `cands[..at]`, where `at` is the first iocb
+/// that failed (`err`); if that is the first iocb of all, the check's error
+/// is the answer.
+fn cut(cands: &mut Vec<Candidate>, at: usize, err: i32) -> Result<(), i32> {
+    if at == 0 {
+        return Err(err);
+    }
+    cands.truncate(at);
+    Ok(())
+}
+
+/// Check a run of PI iocbs as the DIX patch does, in order, and build the
+/// records of the longest valid prefix.  Each check is done for the whole
+/// run at once (one kernel-checked transfer covers every iocb's iovec
+/// array, another every write's tuples, another every read's PI buffer);
+/// an iocb failing a check ends the run before it, and if it is the first
+/// iocb its error is returned.  The first iocb thus gets exactly the error
+/// it would get alone; the iocbs after the end of the run are examined
+/// again (alone or in the next run) when the main loop reaches them.
+// `c_ulong` is `u64` only on 64-bit targets.
+#[allow(clippy::useless_conversion)]
+fn prepare_run(
+    c: &Context,
+    mem: &mut CallerMem,
+    run: Vec<(*mut iocb, iocb)>,
+) -> Result<Vec<Pending>, i32> {
+    const EINVAL: i32 = -libc::EINVAL;
+    let format = format_of(c);
+    let iv = format.interval;
+
+    // 1. The iocb's own fields and the fd: open (the kernel checked), for
+    //    the right direction, O_DIRECT.  One fcntl per distinct fd: the
+    //    run's iocbs are all checked now, as one io_submit.
+    let mut cands: Vec<Candidate> = Vec::with_capacity(run.len());
+    let mut flags_of: Vec<(i32, c_long)> = Vec::new();
+    for (user_iocb, io) in run {
+        let is_read = pi_direction(&io).expect("look_ahead keeps PI iocbs only");
+        // SAFETY: reading the integer fields of the union: any bit pattern
+        // is valid for them.
+        let (iov_addr, iovcnt, reserved2) =
+            unsafe { (io.u.c.buf as usize, u64::from(io.u.c.nbytes), io.u.c.__pad3) };
+        let fl = match flags_of.iter().find(|(fd, _)| *fd == io.aio_fildes) {
+            Some(&(_, fl)) => fl,
+            None => {
+                let fl = sys::fcntl_getfl(io.aio_fildes);
+                flags_of.push((io.aio_fildes, fl));
+                fl
+            }
+        };
+        let fl = fl as i32;
+        let mode = fl & libc::O_ACCMODE;
+        let can = if is_read {
+            mode == libc::O_RDONLY || mode == libc::O_RDWR
+        } else {
+            mode == libc::O_WRONLY || mode == libc::O_RDWR
+        };
+        let err = if reserved2 != 0 {
+            EINVAL
+        } else if fl < 0 {
+            fl
+        } else if !can {
+            -libc::EBADF
+        } else if fl & libc::O_DIRECT == 0 || !(2..=UIO_MAXIOV).contains(&iovcnt) {
+            EINVAL
+        } else {
+            0
+        };
+        if err != 0 {
+            let at = cands.len();
+            cut(&mut cands, at, err)?;
+            break;
+        }
+        cands.push(Candidate {
+            user_iocb,
+            io,
+            is_read,
+            iov_addr,
+            iovcnt: iovcnt as usize,
+            iovs: Vec::new(),
+            need: 0,
+            pi_addr: 0,
+        });
+    }
+
+    // 2. The iovec arrays, which the kernel has not seen: read from proven
+    //    pages, the rest with one checked copy.
     {
-        let mut dst: Vec<&mut [u8]> = ios
+        let empty = libc::iovec {
+            iov_base: core::ptr::null_mut(),
+            iov_len: 0,
+        };
+        let remote: Vec<libc::iovec> = cands
+            .iter()
+            .map(|k| libc::iovec {
+                iov_base: k.iov_addr as *mut c_void,
+                iov_len: k.iovcnt * core::mem::size_of::<libc::iovec>(),
+            })
+            .collect();
+        for k in &mut cands {
+            k.iovs = vec![empty; k.iovcnt];
+        }
+        let mut local: Vec<&mut [u8]> = cands
             .iter_mut()
-            .map(|io| {
-                // SAFETY: viewing our own iocb (integers, pointers and a
-                // union of those: any bit pattern is valid) as bytes.
+            .map(|k| {
+                // SAFETY: viewing our own iovec array as bytes to fill it;
+                // iovecs are a pointer and a length, valid for any bits.
                 unsafe {
                     core::slice::from_raw_parts_mut(
-                        io as *mut iocb as *mut u8,
-                        core::mem::size_of::<iocb>(),
+                        k.iovs.as_mut_ptr() as *mut u8,
+                        k.iovs.len() * core::mem::size_of::<libc::iovec>(),
                     )
                 }
             })
             .collect();
-        if sys::copy_from_user_iov(&mut dst, &src) != 0 {
-            return;
+        let got = mem.read(&mut local, &remote);
+        drop(local);
+        if got < cands.len() {
+            cut(&mut cands, got, -libc::EFAULT)?;
         }
     }
-    for (p, io) in ptrs.into_iter().zip(ios) {
-        let Some(is_read) = pi_direction(&io) else {
-            return;
-        };
-        match prepare(c, &io, is_read) {
-            Ok(rec) => run.push(Pending {
-                rec,
-                user_iocb: p as *mut iocb,
-                io,
-            }),
-            Err(_) => return,
-        }
-    }
-}
 
-/// Check a PI iocb as the DIX patch does, and build its record.
-// `c_ulong` is `u64` only on 64-bit targets.
-#[allow(clippy::useless_conversion)]
-fn prepare(c: &Context, io: &iocb, is_read: bool) -> Result<Box<Record>, i32> {
-    const EINVAL: i32 = -libc::EINVAL;
-    // SAFETY: reading the integer fields of the union: any bit pattern is
-    // valid for them.
-    let (iov_addr, iovcnt, offset, reserved2) = unsafe {
-        (
-            io.u.c.buf as usize,
-            u64::from(io.u.c.nbytes),
-            io.u.c.offset,
-            io.u.c.__pad3,
-        )
-    };
-    if reserved2 != 0 {
-        return Err(EINVAL);
-    }
-    // The fd: open (the kernel checked), for the right direction, O_DIRECT.
-    let fl = sys::fcntl_getfl(io.aio_fildes);
-    if fl < 0 {
-        return Err(fl as i32);
-    }
-    let fl = fl as i32;
-    let mode = fl & libc::O_ACCMODE;
-    let can = if is_read {
-        mode == libc::O_RDONLY || mode == libc::O_RDWR
-    } else {
-        mode == libc::O_WRONLY || mode == libc::O_RDWR
-    };
-    if !can {
-        return Err(-libc::EBADF);
-    }
-    if fl & libc::O_DIRECT == 0 {
-        return Err(EINVAL);
-    }
-    if !(2..=UIO_MAXIOV).contains(&iovcnt) {
-        return Err(EINVAL);
-    }
-    // The caller's iovec array has not been seen by the kernel: copy it.
-    let mut iovs = vec![
-        libc::iovec {
-            iov_base: core::ptr::null_mut(),
-            iov_len: 0
-        };
-        iovcnt as usize
-    ];
-    {
-        // SAFETY: viewing our own iovec array as bytes to fill it; iovecs
-        // are a pointer and a length, valid for any bit pattern.
-        let bytes = unsafe {
-            core::slice::from_raw_parts_mut(
-                iovs.as_mut_ptr() as *mut u8,
-                iovs.len() * core::mem::size_of::<libc::iovec>(),
-            )
-        };
-        if sys::copy_from_user(bytes, iov_addr) != 0 {
-            return Err(-libc::EFAULT);
-        }
-    }
-    let pi = iovs.pop().expect("iovcnt >= 2");
-    let total = iovs
-        .iter()
-        .try_fold(0usize, |acc, v| acc.checked_add(v.iov_len))
-        .filter(|t| *t <= MAX_RW_COUNT)
-        .ok_or(EINVAL)?;
-    let format = format_of(c);
-    let iv = format.interval;
-    if pi.iov_len == 0 || offset < 0 || offset as u64 % iv as u64 != 0 || total % iv != 0 {
-        return Err(EINVAL);
-    }
-    let need = total / iv * format.tuple_size();
-    if pi.iov_len < need {
-        return Err(EINVAL);
-    }
-    let seed = offset as u64 / iv as u64;
-    let pi_addr = pi.iov_base as usize;
-
-    if is_read {
-        // Prove now that the tuples can be stored later (zeroing them).
-        static ZEROS: [u8; 4096] = [0; 4096];
-        let mut done = 0;
-        while done < need {
-            let k = (need - done).min(ZEROS.len());
-            if sys::copy_to_user(pi_addr + done, &ZEROS[..k]) != 0 {
-                return Err(-libc::EFAULT);
+    // 3. Lengths: the data a multiple of the interval (and at most
+    //    MAX_RW_COUNT), the offset too, the PI iovec long enough.
+    for i in 0..cands.len() {
+        let k = &mut cands[i];
+        // SAFETY: an integer field of the union.
+        let offset = unsafe { k.io.u.c.offset };
+        let (data, pi) = k.iovs.split_at(k.iovcnt - 1);
+        let pi = pi[0];
+        let total = data
+            .iter()
+            .try_fold(0usize, |acc, v| acc.checked_add(v.iov_len))
+            .filter(|t| *t <= MAX_RW_COUNT);
+        let need = total.map(|t| t / iv * format.tuple_size());
+        match need {
+            Some(need)
+                if pi.iov_len != 0
+                    && offset >= 0
+                    && offset as u64 % iv as u64 == 0
+                    && total.unwrap_or(1) % iv == 0
+                    && pi.iov_len >= need =>
+            {
+                k.need = need;
+                k.pi_addr = pi.iov_base as usize;
             }
-            done += k;
+            _ => {
+                cut(&mut cands, i, EINVAL)?;
+                break;
+            }
         }
-        return Ok(Box::new(Record {
-            shadow: iocb::zeroed(),
-            ctx: 0,
-            user_iocb: core::ptr::null_mut(),
-            user_data: core::ptr::null_mut(),
-            kind: Kind::Read {
+    }
+
+    // 4. Caller memory of the writes: every page of the data proven
+    //    readable by the kernel (no copy; pages proven earlier in this call,
+    //    e.g. a buffer shared by several writes, are not probed again),
+    //    then every write's tuples copied (one checked copy for those not
+    //    in proven pages).
+    let mut tuples: Vec<u8> = Vec::new();
+    {
+        if let Some(i) = cands
+            .iter()
+            .position(|k| !k.is_read && !mem.probe(&k.iovs[..k.iovcnt - 1]))
+        {
+            cut(&mut cands, i, -libc::EFAULT)?;
+        }
+        let writes: Vec<usize> = (0..cands.len()).filter(|&i| !cands[i].is_read).collect();
+        let remote: Vec<libc::iovec> = writes
+            .iter()
+            .map(|&i| libc::iovec {
+                iov_base: cands[i].pi_addr as *mut c_void,
+                iov_len: cands[i].need,
+            })
+            .collect();
+        tuples.resize(remote.iter().map(|v| v.iov_len).sum(), 0);
+        let got = {
+            let mut local: Vec<&mut [u8]> = Vec::with_capacity(remote.len());
+            let mut rest = &mut tuples[..];
+            for v in &remote {
+                let (mine, tail) = rest.split_at_mut(v.iov_len);
+                local.push(mine);
+                rest = tail;
+            }
+            mem.read(&mut local, &remote)
+        };
+        if got < writes.len() {
+            cut(&mut cands, writes[got], -libc::EFAULT)?;
+        }
+    }
+
+    // 5. The reads' PI buffers, proven writable now (one checked write of
+    //    zeros) so that the tuples can be stored at completion.  Last, as
+    //    it is the one check that changes caller memory: only iocbs that
+    //    passed every other check are touched.
+    {
+        let reads: Vec<usize> = (0..cands.len()).filter(|&i| cands[i].is_read).collect();
+        let remote: Vec<libc::iovec> = reads
+            .iter()
+            .map(|&i| libc::iovec {
+                iov_base: cands[i].pi_addr as *mut c_void,
+                iov_len: cands[i].need,
+            })
+            .collect();
+        let zeros = vec![0u8; remote.iter().map(|v| v.iov_len).sum()];
+        let got = mem.write(&zeros, &remote);
+        if got < reads.len() {
+            cut(&mut cands, reads[got], -libc::EFAULT)?;
+        }
+    }
+
+    // 6. Verify each write's tuples against its data, in place, and build
+    //    the records.
+    let mut tuples_at = 0;
+    let mut pending = Vec::with_capacity(cands.len());
+    for k in cands {
+        // SAFETY: an integer field of the union.
+        let offset = unsafe { k.io.u.c.offset };
+        let seed = offset as u64 / iv as u64;
+        let mut iovs = k.iovs;
+        iovs.pop();
+        let kind = if k.is_read {
+            Kind::Read {
                 data: iovs,
-                pi_addr,
+                pi_addr: k.pi_addr,
                 format,
                 seed,
-            },
-        }));
-    }
-
-    // Write: verify the caller's data in place, then write it from the
-    // caller's buffers (no copy).  First prove every data page readable
-    // (the kernel reads one byte per page), then take a checked copy of
-    // just the tuples (small).
-    let mut tuples = vec![0u8; need];
-    if sys::probe_readable(&iovs) != 0 || sys::copy_from_user(&mut tuples, pi_addr) != 0 {
-        return Err(-libc::EFAULT);
-    }
-    let segs: Vec<&[u8]> = iovs
-        .iter()
-        .filter(|v| v.iov_len > 0)
-        .map(|v| {
-            // SAFETY: probed readable by the kernel just now; the caller
-            // must not unmap buffers of an I/O it is submitting (the kernel
-            // reads them for the write), nor write them during io_submit.
-            // The slices are only read (any byte is a valid `u8`) and are
-            // dropped before `prepare` returns.
-            unsafe { core::slice::from_raw_parts(v.iov_base as *const u8, v.iov_len) }
-        })
-        .collect();
-    let ok = format.verify_segments(&segs, seed, &tuples).is_ok();
-    drop(segs);
-    Ok(Box::new(Record {
-        shadow: iocb::zeroed(),
-        ctx: 0,
-        user_iocb: core::ptr::null_mut(),
-        user_data: core::ptr::null_mut(),
-        kind: if ok {
-            Kind::Write { data: iovs }
+            }
         } else {
-            Kind::Rejected
-        },
-    }))
+            let mine = &tuples[tuples_at..tuples_at + k.need];
+            tuples_at += k.need;
+            let segs: Vec<&[u8]> = iovs
+                .iter()
+                .filter(|v| v.iov_len > 0)
+                .map(|v| {
+                    // SAFETY: probed readable by the kernel in step 4; the
+                    // caller must not unmap buffers of an I/O it is
+                    // submitting (the kernel reads them for the write), nor
+                    // write them during io_submit.  The slices are only
+                    // read (any byte is a valid `u8`) and are dropped
+                    // before the records are published.
+                    unsafe { core::slice::from_raw_parts(v.iov_base as *const u8, v.iov_len) }
+                })
+                .collect();
+            let ok = format.verify_segments(&segs, seed, mine).is_ok();
+            drop(segs);
+            if ok {
+                Kind::Write { data: iovs }
+            } else {
+                Kind::Rejected
+            }
+        };
+        pending.push(Pending {
+            rec: Box::new(Record {
+                shadow: iocb::zeroed(),
+                ctx: 0,
+                user_iocb: core::ptr::null_mut(),
+                user_data: core::ptr::null_mut(),
+                kind,
+            }),
+            user_iocb: k.user_iocb,
+            io: k.io,
+        });
+    }
+    Ok(pending)
 }
 
 /// Fill a pending record's shadow iocb.  Returns the record (now a raw

@@ -1,0 +1,278 @@
+//! Caller memory during one PI submission: what the kernel has proven
+//! readable in this call, and kernel-checked access to the rest.
+//!
+//! The PI slow path must read caller memory the kernel has not read for
+//! it (the iocbs after a refused one, their iovec arrays, a write's
+//! tuples and data).  Each kernel-checked access is a system call that
+//! pins pages (`process_vm_readv`, ~1.2 µs here) or walks page tables
+//! (`MADV_POPULATE_READ`), so we remember, for the length of one
+//! `io_submit`, which pages the kernel has shown to be readable:
+//!
+//! * the pages of the iocb pointer slot and of the iocb the kernel itself
+//!   read before refusing it (see `submit::try_emulate`);
+//! * the pages of every range a kernel-checked copy or probe succeeded on.
+//!
+//! Protection is per page (4096 bytes or more on every Linux target), so
+//! any byte of such a page was readable when the kernel touched it.  The
+//! caller may not unmap or protect memory it is passing to `io_submit`
+//! while that call runs (the kernel reads it too), so within this call a
+//! proven page stays readable and is read directly.  Nothing is kept
+//! across calls: memory can be unmapped between them.
+
+use crate::sys;
+use core::ffi::c_void;
+
+/// The page granularity assumed for proofs: the smallest page size of any
+/// Linux target, so a proof never covers more than the kernel touched.
+const PAGE: usize = 4096;
+
+/// Caller memory for the length of one library call (never stored).
+pub struct CallerMem {
+    /// Proven-readable page ranges `[start, end)`, page-aligned.  A handful
+    /// at most (one run of at most 64 iocbs), so a vector is the right set.
+    pages: Vec<(usize, usize)>,
+    /// For kernel-checked transfers (created at the first one: it costs a
+    /// `getpid()`).
+    vm: Option<sys::SelfMem>,
+}
+
+/// `[addr, addr + len)` widened to whole pages, or `None` if it wraps or
+/// cannot be user memory.
+fn page_span(addr: usize, len: usize) -> Option<(usize, usize)> {
+    if !sys::plausible_user_range(addr, len) {
+        return None;
+    }
+    let start = addr & !(PAGE - 1);
+    let end = (addr + len).checked_add(PAGE - 1)? & !(PAGE - 1);
+    Some((start, end))
+}
+
+impl CallerMem {
+    /// Nothing proven yet.
+    pub fn new() -> CallerMem {
+        CallerMem {
+            pages: Vec::new(),
+            vm: None,
+        }
+    }
+
+    /// Record that the kernel has just read `[addr, addr + len)` in this
+    /// call (so its pages are readable).
+    pub fn proven(&mut self, addr: usize, len: usize) {
+        if len == 0 {
+            return;
+        }
+        if let Some((s, e)) = page_span(addr, len) {
+            // Merge with an overlapping or adjacent range if there is one
+            // (keeps the list short for buffers probed piecewise).
+            if let Some(r) = self.pages.iter_mut().find(|r| s <= r.1 && r.0 <= e) {
+                r.0 = r.0.min(s);
+                r.1 = r.1.max(e);
+            } else {
+                self.pages.push((s, e));
+            }
+        }
+    }
+
+    /// Whether every byte of `[addr, addr + len)` lies in proven pages.
+    /// (A range spanning two separately proven, adjacent ranges that were
+    /// not merged answers `false`: it is then simply checked again.)
+    pub fn covers(&self, addr: usize, len: usize) -> bool {
+        if len == 0 {
+            return true;
+        }
+        match page_span(addr, len) {
+            Some((s, e)) => self.pages.iter().any(|r| r.0 <= s && e <= r.1),
+            None => false,
+        }
+    }
+
+    fn vm(&mut self) -> &sys::SelfMem {
+        self.vm.get_or_insert_with(sys::SelfMem::new)
+    }
+
+    /// Copy the caller's `remote` ranges into `local` (one buffer per range,
+    /// same lengths), in order: directly where proven, the rest with one
+    /// kernel-checked copy.  Returns how many ranges, from the first, were
+    /// copied (all of them, or the ones before the first the kernel could
+    /// not read).
+    pub fn read(&mut self, local: &mut [&mut [u8]], remote: &[libc::iovec]) -> usize {
+        debug_assert_eq!(local.len(), remote.len());
+        let unproven: Vec<usize> = (0..remote.len())
+            .filter(|&i| !self.covers(remote[i].iov_base as usize, remote[i].iov_len))
+            .collect();
+        // The first range that could not be copied (remote.len(): none).
+        let mut stop = remote.len();
+        if !unproven.is_empty() {
+            let src: Vec<libc::iovec> = unproven.iter().map(|&i| remote[i]).collect();
+            let got = {
+                let mut dst: Vec<&mut [u8]> = Vec::with_capacity(unproven.len());
+                // Reborrow the destinations of the unproven ranges, in order.
+                let mut want = unproven.iter().peekable();
+                for (i, buf) in local.iter_mut().enumerate() {
+                    if want.peek() == Some(&&i) {
+                        want.next();
+                        dst.push(&mut buf[..]);
+                    }
+                }
+                self.vm().read_ranges(&mut dst, &src)
+            };
+            for v in &src[..got] {
+                self.proven(v.iov_base as usize, v.iov_len);
+            }
+            if got < unproven.len() {
+                stop = unproven[got];
+            }
+        }
+        for i in 0..stop {
+            if unproven.binary_search(&i).is_ok() {
+                continue;
+            }
+            let v = remote[i];
+            debug_assert_eq!(local[i].len(), v.iov_len);
+            if v.iov_len == 0 {
+                continue;
+            }
+            // SAFETY: `covers` said every byte of the range lies in pages
+            // the kernel read in this call; the caller may not unmap them
+            // during it (module documentation).  `local[i]` is our own
+            // buffer of the same length and cannot overlap caller memory
+            // we are reading.
+            unsafe {
+                core::ptr::copy_nonoverlapping(
+                    v.iov_base as *const u8,
+                    local[i].as_mut_ptr(),
+                    v.iov_len,
+                )
+            };
+        }
+        stop
+    }
+
+    /// Read a `T` at caller address `addr` (directly if proven, else with a
+    /// kernel-checked copy), or `None` if the kernel cannot read it.
+    pub fn read_value<T: Copy>(&mut self, addr: usize, zero: T) -> Option<T> {
+        let mut v = zero;
+        let size = core::mem::size_of::<T>();
+        // SAFETY: `T: Copy` here is only ever a plain C struct or integer
+        // (iocbs, pointers), valid for any bit pattern; viewing our own
+        // value as bytes to fill it.
+        let bytes = unsafe { core::slice::from_raw_parts_mut(&mut v as *mut T as *mut u8, size) };
+        let remote = [libc::iovec {
+            iov_base: addr as *mut c_void,
+            iov_len: size,
+        }];
+        (self.read(&mut [bytes], &remote) == 1).then_some(v)
+    }
+
+    /// Prove every byte of `ranges` readable (without copying): proven
+    /// pages are skipped, the rest probed by the kernel
+    /// (`sys::probe_readable`) and then proven.  `true` if all are.
+    pub fn probe(&mut self, ranges: &[libc::iovec]) -> bool {
+        let todo: Vec<libc::iovec> = ranges
+            .iter()
+            .filter(|v| !self.covers(v.iov_base as usize, v.iov_len))
+            .copied()
+            .collect();
+        if todo.is_empty() {
+            return true;
+        }
+        if sys::probe_readable(&todo) != 0 {
+            return false;
+        }
+        for v in &todo {
+            self.proven(v.iov_base as usize, v.iov_len);
+        }
+        true
+    }
+
+    /// Write `local` to the caller's `remote` ranges in order (`local.len()`
+    /// is their total), always kernel-checked (only readability is ever
+    /// proven).  Returns how many ranges were written whole.
+    pub fn write(&mut self, local: &[u8], remote: &[libc::iovec]) -> usize {
+        self.vm().write_ranges(local, remote)
+    }
+}
+
+impl Default for CallerMem {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn r(addr: usize, len: usize) -> libc::iovec {
+        libc::iovec {
+            iov_base: addr as *mut c_void,
+            iov_len: len,
+        }
+    }
+
+    #[test]
+    fn proofs_cover_whole_pages_only() {
+        let mut m = CallerMem::new();
+        let base = 0x7000_0000_0000usize;
+        assert!(!m.covers(base, 1));
+        m.proven(base + 100, 8);
+        assert!(m.covers(base, PAGE));
+        assert!(!m.covers(base, PAGE + 1));
+        assert!(!m.covers(base - 1, 2));
+        // An adjacent proof merges, so a range across both is covered.
+        m.proven(base + PAGE + 5, 1);
+        assert!(m.covers(base + PAGE - 8, 16));
+        assert!(m.covers(base, 0));
+        // Addresses that cannot be user memory are never covered.
+        m.proven(usize::MAX - 10, 8);
+        assert!(!m.covers(usize::MAX - 10, 8));
+        assert!(!m.covers(0, 8));
+    }
+
+    #[test]
+    fn reads_stop_at_the_first_unreadable_range_and_prove_what_they_read() {
+        const PG: usize = 4096;
+        // SAFETY: an anonymous mapping of 3 pages; the middle one is made
+        // inaccessible; unmapped at the end.
+        let b = unsafe {
+            let p = libc::mmap(
+                core::ptr::null_mut(),
+                3 * PG,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            );
+            assert_ne!(p, libc::MAP_FAILED);
+            core::ptr::write_bytes(p as *mut u8, 0xAB, 3 * PG);
+            assert_eq!(
+                libc::mprotect((p as *mut u8).add(PG) as *mut _, PG, libc::PROT_NONE),
+                0
+            );
+            p as usize
+        };
+        let mut m = CallerMem::new();
+        let (mut x, mut y, mut z) = ([0u8; 16], [0u8; 16], [0u8; 16]);
+        let remote = [r(b, 16), r(b + PG + 8, 16), r(b + 2 * PG, 16)];
+        assert_eq!(m.read(&mut [&mut x, &mut y, &mut z], &remote), 1);
+        assert_eq!(x, [0xAB; 16]);
+        assert!(m.covers(b, PG) && !m.covers(b + PG, 1));
+        // Proven now: read directly (and the third still needs the kernel).
+        x = [0; 16];
+        let remote = [r(b + 32, 16), r(b + 2 * PG, 16)];
+        assert_eq!(m.read(&mut [&mut x, &mut z], &remote), 2);
+        assert_eq!((x, z), ([0xAB; 16], [0xAB; 16]));
+        assert!(m.probe(&[r(b, 10), r(b + 2 * PG, PG)]));
+        assert!(!m.probe(&[r(b + PG - 1, 2)]));
+        assert_eq!(m.read_value::<u64>(b + PG, 0), None);
+        assert_eq!(
+            m.read_value::<u64>(b + 2 * PG + 8, 0),
+            Some(0xABAB_ABAB_ABAB_ABAB)
+        );
+        // Writes are always kernel-checked.
+        assert_eq!(m.write(&[1, 2], &[r(b, 1), r(b + PG, 1)]), 1);
+        // SAFETY: unmapping our own mapping.
+        unsafe { libc::munmap(b as *mut _, 3 * PG) };
+    }
+}
