@@ -470,6 +470,25 @@ static void test_run_cuts(io_context_t ctx, int fd)
 	CHECK_EQ(io_submit(ctx, 2, lb), 1, "PI iocb then an unmapped iocb pointer");
 	reap_run(ctx, io, 1, 4096, "the PI read before the bad pointer completes");
 
+	/* 8. The kernel refuses a shadow (unknown aio_rw_flags: it checks
+	 *    them, we do not): the run ends there, in the first group or a
+	 *    later one (shadows go out in order, in groups split before each
+	 *    write's verification). */
+	for (int bad = 1; bad < 4; bad++) {
+		for (int i = 0; i < 4; i++) {
+			if (i % 2)
+				io_prep_pwritevm(&io[i], fd, &v[2 * i], 2, (long long)i * 4096);
+			else
+				io_prep_preadvm(&io[i], fd, &v[2 * i], 2, (long long)i * 4096);
+			if (i % 2)
+				expected_pi(T1_512, pi + i * 64, data + i * 4096, 4096, (long long)i * 4096);
+		}
+		io[bad].aio_rw_flags = 0x40000000;
+		CHECK_EQ(io_submit(ctx, 4, l), bad, "run ends at the shadow the kernel refuses");
+		reap_run(ctx, io, bad, 4096, "the iocbs before the refused shadow complete");
+		CHECK_EQ(io_submit(ctx, 1, l + bad), -EOPNOTSUPP, "the refused one alone: the kernel's error");
+	}
+
 	/* 7. The whole run good, PI checked. */
 	for (int i = 0; i < 4; i++)
 		io_prep_preadvm(&io[i], fd, &v[2 * i], 2, (long long)i * 4096);

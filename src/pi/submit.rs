@@ -5,6 +5,7 @@
 use crate::abi::{io_iocb_cmd, iocb};
 use crate::context::{self, Context};
 use crate::pi::caller::CallerMem;
+use crate::pi::format::Format;
 use crate::pi::format_of;
 use crate::pi::record::{live, Kind, Record, RecordPtr, IN_FLIGHT};
 use crate::sys;
@@ -135,7 +136,7 @@ fn try_emulate(c: &Context, ctx: usize, slot: usize, remaining: usize) -> Outcom
         );
     }
     match prepare_run(c, &mut mem, run) {
-        Ok(pending) => submit_shadows(ctx, pending),
+        Ok(checked) => submit_run(ctx, checked),
         Err(e) => Outcome::Refused(e),
     }
 }
@@ -241,7 +242,7 @@ fn prepare_run(
     c: &Context,
     mem: &mut CallerMem,
     run: Vec<(*mut iocb, iocb)>,
-) -> Result<Vec<Pending>, i32> {
+) -> Result<Checked, i32> {
     const EINVAL: i32 = -libc::EINVAL;
     let format = format_of(c);
     let iv = format.interval;
@@ -425,11 +426,59 @@ fn prepare_run(
         }
     }
 
-    // 6. Verify each write's tuples against its data, in place, and build
-    //    the records.
+    Ok(Checked {
+        cands,
+        tuples,
+        format,
+    })
+}
+
+/// A run of PI iocbs that passed every check but the writes' guards.
+struct Checked {
+    cands: Vec<Candidate>,
+    /// The writes' tuples, in order, `need` bytes each.
+    tuples: Vec<u8>,
+    format: Format,
+}
+
+/// Verify the writes' tuples and submit the run's shadows, in order, in
+/// groups: the group so far is submitted before each write's verification
+/// (a CRC over all its data), so the I/O of the iocbs before that write is
+/// not held back by it.  Measured (`ctests/bench/pi_bench.c`, QD 8 and 16
+/// stream of 64 KiB writes and reads, alternating A/B): one batch for the
+/// whole run, verified first, made the run's first I/O wait for every
+/// write's CRC and was 5-15% slower in throughput than these groups, which
+/// cost one more `io_submit` per write.  Groups go out in order, so when
+/// the kernel accepts a group only in part, the accepted iocbs are still a
+/// prefix of the run.
+fn submit_run(ctx: usize, checked: Checked) -> Outcome {
+    let Checked {
+        cands,
+        tuples,
+        format,
+    } = checked;
+    let iv = format.interval;
     let mut tuples_at = 0;
-    let mut pending = Vec::with_capacity(cands.len());
+    let mut group: Vec<Pending> = Vec::new();
+    let mut count = 0;
     for k in cands {
+        if !k.is_read && !group.is_empty() {
+            match submit_shadows(ctx, core::mem::take(&mut group)) {
+                Outcome::Submitted { count: n, stop } => {
+                    count += n;
+                    if stop {
+                        return Outcome::Submitted { count, stop };
+                    }
+                }
+                refused => {
+                    return if count > 0 {
+                        Outcome::Submitted { count, stop: true }
+                    } else {
+                        refused
+                    };
+                }
+            }
+        }
         // SAFETY: an integer field of the union.
         let offset = unsafe { k.io.u.c.offset };
         let seed = offset as u64 / iv as u64;
@@ -449,12 +498,12 @@ fn prepare_run(
                 .iter()
                 .filter(|v| v.iov_len > 0)
                 .map(|v| {
-                    // SAFETY: probed readable by the kernel in step 4; the
-                    // caller must not unmap buffers of an I/O it is
-                    // submitting (the kernel reads them for the write), nor
-                    // write them during io_submit.  The slices are only
-                    // read (any byte is a valid `u8`) and are dropped
-                    // before the records are published.
+                    // SAFETY: proven readable by the kernel in this call
+                    // (`prepare_run`, step 4); the caller must not unmap
+                    // buffers of an I/O it is submitting (the kernel reads
+                    // them for the write), nor write them during io_submit.
+                    // The slices are only read (any byte is a valid `u8`)
+                    // and are dropped before the record is published.
                     unsafe { core::slice::from_raw_parts(v.iov_base as *const u8, v.iov_len) }
                 })
                 .collect();
@@ -466,7 +515,7 @@ fn prepare_run(
                 Kind::Rejected
             }
         };
-        pending.push(Pending {
+        group.push(Pending {
             rec: Box::new(Record {
                 shadow: iocb::zeroed(),
                 ctx: 0,
@@ -478,7 +527,14 @@ fn prepare_run(
             io: k.io,
         });
     }
-    Ok(pending)
+    match submit_shadows(ctx, group) {
+        Outcome::Submitted { count: n, stop } => Outcome::Submitted {
+            count: count + n,
+            stop,
+        },
+        refused if count == 0 => refused,
+        _ => Outcome::Submitted { count, stop: true },
+    }
 }
 
 /// Fill a pending record's shadow iocb.  Returns the record (now a raw
