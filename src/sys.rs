@@ -280,12 +280,28 @@ const MADV_POPULATE_READ: usize = 22;
 /// system call each) before falling back to one `process_vm_readv` probe.
 const POPULATE_MAX_RANGES: usize = 4;
 
+/// `madvise(MADV_POPULATE_WRITE)` (Linux 5.14): fault in page tables
+/// writable, as if each page were written, without writing.
+const MADV_POPULATE_WRITE: usize = 23;
+
 /// Whether `MADV_POPULATE_READ` succeeds on the pages of `v`: then every
 /// byte of it is mapped readable (its pages were faulted in as for a read).
 /// Any failure (unreadable, unmapped, a kernel without it, a page size
 /// other than 4 KiB...) answers `false`, and the caller asks the
 /// authoritative probe.
 fn populate_read(v: &libc::iovec) -> bool {
+    populate(v, MADV_POPULATE_READ)
+}
+
+/// Whether `MADV_POPULATE_WRITE` succeeds on the pages of `v`: then every
+/// byte of it is mapped writable (faulted in as for a write: a private
+/// mapping's pages are copied, as a real write would).  `false` for any
+/// failure, as for [`populate_read`].
+pub fn populate_write(v: &libc::iovec) -> bool {
+    populate(v, MADV_POPULATE_WRITE)
+}
+
+fn populate(v: &libc::iovec, advice: usize) -> bool {
     let start = v.iov_base as usize & !(PROBE_STEP - 1);
     let Some(end) = (v.iov_base as usize).checked_add(v.iov_len) else {
         return false;
@@ -295,7 +311,7 @@ fn populate_read(v: &libc::iovec) -> bool {
             libc::SYS_madvise as i64,
             start,
             end - start,
-            MADV_POPULATE_READ,
+            advice,
             0,
             0,
             0,

@@ -92,10 +92,11 @@ impl CallerMem {
     }
 
     /// Copy the caller's `remote` ranges into `local` (one buffer per range,
-    /// same lengths), in order: directly where proven, the rest with one
-    /// kernel-checked copy.  Returns how many ranges, from the first, were
-    /// copied (all of them, or the ones before the first the kernel could
-    /// not read).
+    /// same lengths), in order: directly where proven, the rest proven
+    /// first (a few ranges: `MADV_POPULATE_READ` each, see
+    /// [`CallerMem::probe`]) or copied with one kernel-checked copy (many
+    /// ranges).  Returns how many ranges, from the first, were copied (all
+    /// of them, or the ones before the first the kernel could not read).
     pub fn read(&mut self, local: &mut [&mut [u8]], remote: &[libc::iovec]) -> usize {
         debug_assert_eq!(local.len(), remote.len());
         let unproven: Vec<usize> = (0..remote.len())
@@ -103,7 +104,18 @@ impl CallerMem {
             .collect();
         // The first range that could not be copied (remote.len(): none).
         let mut stop = remote.len();
-        if !unproven.is_empty() {
+        // Copied by the kernel (not to be copied again below).
+        let mut copied: &[usize] = &[];
+        if unproven.len() <= PROBE_MAX_RANGES {
+            // Measured here: `MADV_POPULATE_READ` of one page ~0.6 us,
+            // `process_vm_readv` ~1.2 us + ~0.35 us per page (it pins).
+            if let Some(k) = unproven
+                .iter()
+                .position(|&i| !self.probe(&remote[i..i + 1]))
+            {
+                stop = unproven[k];
+            }
+        } else {
             let src: Vec<libc::iovec> = unproven.iter().map(|&i| remote[i]).collect();
             let got = {
                 let mut dst: Vec<&mut [u8]> = Vec::with_capacity(unproven.len());
@@ -123,9 +135,10 @@ impl CallerMem {
             if got < unproven.len() {
                 stop = unproven[got];
             }
+            copied = &unproven;
         }
         for i in 0..stop {
-            if unproven.binary_search(&i).is_ok() {
+            if copied.binary_search(&i).is_ok() {
                 continue;
             }
             let v = remote[i];
@@ -133,11 +146,12 @@ impl CallerMem {
             if v.iov_len == 0 {
                 continue;
             }
-            // SAFETY: `covers` said every byte of the range lies in pages
-            // the kernel read in this call; the caller may not unmap them
-            // during it (module documentation).  `local[i]` is our own
-            // buffer of the same length and cannot overlap caller memory
-            // we are reading.
+            debug_assert!(self.covers(v.iov_base as usize, v.iov_len));
+            // SAFETY: every byte of the range lies in pages the kernel
+            // read (or probed readable) in this call; the caller may not
+            // unmap them during it (module documentation).  `local[i]` is
+            // our own buffer of the same length and cannot overlap caller
+            // memory we are reading.
             unsafe {
                 core::ptr::copy_nonoverlapping(
                     v.iov_base as *const u8,
@@ -192,7 +206,33 @@ impl CallerMem {
     pub fn write(&mut self, local: &[u8], remote: &[libc::iovec]) -> usize {
         self.vm().write_ranges(local, remote)
     }
+
+    /// Prove the caller's `ranges` writable now, in order, for stores made
+    /// later (a read's tuples, at its completion): `MADV_POPULATE_WRITE`
+    /// on each (~0.6 us for a page, no pinning), or where that fails for
+    /// any reason, the authoritative answer: a kernel-checked write of
+    /// zeros.  The content of a proven range is unspecified (the caller
+    /// fills all of it later).  Returns how many ranges, from the first,
+    /// are proven.
+    pub fn prove_writable(&mut self, ranges: &[libc::iovec]) -> usize {
+        let mut zeros = Vec::new();
+        ranges
+            .iter()
+            .take_while(|v| {
+                if sys::populate_write(v) {
+                    return true;
+                }
+                zeros.resize(v.iov_len, 0);
+                self.write(&zeros, core::slice::from_ref(v)) == 1
+            })
+            .count()
+    }
 }
+
+/// Unproven ranges up to this many are proven one by one with
+/// `MADV_POPULATE_READ` before being copied directly; more take one
+/// `process_vm_readv` (see [`CallerMem::read`]).
+const PROBE_MAX_RANGES: usize = 3;
 
 impl Default for CallerMem {
     fn default() -> Self {
@@ -272,6 +312,17 @@ mod tests {
         );
         // Writes are always kernel-checked.
         assert_eq!(m.write(&[1, 2], &[r(b, 1), r(b + PG, 1)]), 1);
+        // Writable proofs stop at the first range that is not writable.
+        assert_eq!(m.prove_writable(&[r(b, 8), r(b + 2 * PG, 8)]), 2);
+        assert_eq!(m.prove_writable(&[r(b + 8, 8), r(b + PG, 8), r(b, 8)]), 1);
+        // SAFETY: our own mapping; the last page made read-only.
+        assert_eq!(
+            unsafe { libc::mprotect((b + 2 * PG) as *mut _, PG, libc::PROT_READ) },
+            0
+        );
+        assert!(!sys::populate_write(&r(b + 2 * PG, 8)));
+        assert_eq!(m.prove_writable(&[r(b + 2 * PG, 8)]), 0);
+        assert_eq!(m.prove_writable(&[r(usize::MAX - 4, 8)]), 0);
         // SAFETY: unmapping our own mapping.
         unsafe { libc::munmap(b as *mut _, 3 * PG) };
     }

@@ -57,23 +57,38 @@ fn translate(ev: &mut io_event, rec: &Record) {
         Kind::Read {
             data,
             pi_addr,
+            pi_len,
             format,
             seed,
         } => {
             let res = ev.res as c_long;
-            if res <= 0 {
-                return;
-            }
-            store_read_pi(data, res as usize, *pi_addr, format, *seed);
+            store_read_pi(data, res.max(0) as usize, *pi_addr, *pi_len, format, *seed);
         }
     }
 }
 
-/// Compute the tuples of the intervals actually read (the first
-/// `res / interval` intervals; `res` never exceeds the data length, so at
-/// most the tuples validated at submit) into the caller's PI buffer.
-fn store_read_pi(data: &[libc::iovec], res: usize, pi_addr: usize, format: &Format, seed: u64) {
-    let n = res / format.interval;
+/// Fill the caller's PI buffer (`pi_len` bytes: the tuples of the whole
+/// data): tuples for the intervals actually read (the first
+/// `res / interval`), zeros for the rest (none read, a short read, or an
+/// error: `res` = 0).
+fn store_read_pi(
+    data: &[libc::iovec],
+    res: usize,
+    pi_addr: usize,
+    pi_len: usize,
+    format: &Format,
+    seed: u64,
+) {
+    // SAFETY: `prepare_run` proved these `pi_len` bytes writable at submit
+    // (the kernel faulted them in for writing, or wrote them); like the
+    // buffers of any in-flight I/O they stay the caller's to keep mapped
+    // until the completion is delivered (a DIX kernel pins them).
+    let out = unsafe { core::slice::from_raw_parts_mut(pi_addr as *mut u8, pi_len) };
+    // `res` never exceeds the data length, whose tuples fill `pi_len`; the
+    // `min` only keeps a kernel surprise in bounds.
+    let n = (res / format.interval).min(pi_len / format.tuple_size());
+    let (tuples, rest) = out.split_at_mut(n * format.tuple_size());
+    rest.fill(0);
     if n == 0 {
         return;
     }
@@ -93,13 +108,7 @@ fn store_read_pi(data: &[libc::iovec], res: usize, pi_addr: usize, format: &Form
         segs.push(unsafe { core::slice::from_raw_parts(v.iov_base as *const u8, k) });
         left -= k;
     }
-    // SAFETY: `prepare` proved these `n * tuple_size` bytes (at most the
-    // `need` it checked) writable with a kernel-checked write at submit;
-    // like the buffers of any in-flight I/O they stay the caller's to keep
-    // mapped until the completion is delivered (a DIX kernel pins them).
-    let out =
-        unsafe { core::slice::from_raw_parts_mut(pi_addr as *mut u8, n * format.tuple_size()) };
-    format.generate_segments(&segs, seed, out);
+    format.generate_segments(&segs, seed, tuples);
 }
 
 /// After a successful `io_destroy(ctx)`: the kernel has waited for every

@@ -39,21 +39,31 @@
 //!
 //! # Caller memory
 //!
-//! * The refused iocb and its slot in the array: read directly (the kernel
-//!   has just read them); the iocbs looked at after it, the iovec arrays
-//!   and a write's PI tuples: kernel-checked copies (`-EFAULT`).
-//! * A write's data is not copied: every page of it is first proven
-//!   readable by the kernel (`sys::probe_readable`, one byte per page;
-//!   `-EFAULT` otherwise), then the tuples are verified directly against
-//!   the caller's buffers, and the shadow `PWRITEV` writes from those same
-//!   buffers.  Every tuple is verified against the data as it is at
-//!   `io_submit`, before any byte is written; like any `O_DIRECT` write,
-//!   data the application changes while its write is in flight is written
-//!   as changed.  (Only an interval straddling two iovecs is copied, into
-//!   a stack buffer, to be checksummed.)
-//! * A read's data lands in the caller's buffers (checked by the kernel);
-//!   its PI buffer is proven writable at submit (a kernel-checked write of
-//!   zeros) and filled directly when the completion is reaped.
+//! Nothing the kernel has not shown readable in the same `io_submit` is
+//! read directly ([`caller::CallerMem`]):
+//! * the refused iocb and its slot in the array: the kernel has just read
+//!   them, so their pages are readable;
+//! * the iocbs after it, the iovec arrays and a write's PI tuples: read
+//!   from pages already proven in this call, or proven first (a few
+//!   ranges: `MADV_POPULATE_READ` each; many: one `process_vm_readv`
+//!   copy), `-EFAULT` otherwise;
+//! * a write's data is not copied: every page of it is first proven
+//!   readable by the kernel (`sys::probe_readable`; a buffer shared by
+//!   several writes of the batch once), then the tuples are verified
+//!   directly against the caller's buffers, and the shadow `PWRITEV`
+//!   writes from those same buffers.  Every tuple is verified against the
+//!   data as it is at `io_submit`, before any byte is written; like any
+//!   `O_DIRECT` write, data the application changes while its write is in
+//!   flight is written as changed.  (Only an interval straddling two
+//!   iovecs is copied, into a stack buffer, to be checksummed.)
+//! * a read's data lands in the caller's buffers (checked by the kernel);
+//!   its PI buffer is proven writable at submit (`MADV_POPULATE_WRITE`,
+//!   or a kernel-checked write of zeros) and filled directly when the
+//!   completion is reaped: tuples for the intervals read, zeros after.
+//!
+//! A run of PI iocbs is checked as a whole (each kind of check once for
+//! all of them) and its shadows go out in order, in groups split before
+//! each write's verification ([`submit`]).
 //!
 //! The default format and the others are in [`crate::pi::format`]; the
 //! format is chosen per context (`io_set_pi_format`) and fixed for an iocb

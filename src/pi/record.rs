@@ -49,8 +49,10 @@ pub(super) enum Kind {
     Read {
         /// The caller's data iovecs (our copy; the shadow points at it).
         data: Vec<libc::iovec>,
-        /// The caller's PI buffer (validated writable at submit).
+        /// The caller's PI buffer (proven writable at submit) and the
+        /// bytes of it that the tuples of the whole data take.
         pi_addr: usize,
+        pi_len: usize,
         format: Format,
         /// Interval number of the first interval.
         seed: u64,

@@ -406,10 +406,11 @@ fn prepare_run(
         }
     }
 
-    // 5. The reads' PI buffers, proven writable now (one checked write of
-    //    zeros) so that the tuples can be stored at completion.  Last, as
-    //    it is the one check that changes caller memory: only iocbs that
-    //    passed every other check are touched.
+    // 5. The reads' PI buffers, proven writable now (the kernel faults
+    //    them in for writing) so that the tuples can be stored at
+    //    completion.  Last, as it is the one check that may change caller
+    //    memory (a private mapping's pages are copied; the fallback writes
+    //    zeros): only iocbs that passed every other check are touched.
     {
         let reads: Vec<usize> = (0..cands.len()).filter(|&i| cands[i].is_read).collect();
         let remote: Vec<libc::iovec> = reads
@@ -419,8 +420,7 @@ fn prepare_run(
                 iov_len: cands[i].need,
             })
             .collect();
-        let zeros = vec![0u8; remote.iter().map(|v| v.iov_len).sum()];
-        let got = mem.write(&zeros, &remote);
+        let got = mem.prove_writable(&remote);
         if got < reads.len() {
             cut(&mut cands, reads[got], -libc::EFAULT)?;
         }
@@ -488,6 +488,7 @@ fn submit_run(ctx: usize, checked: Checked) -> Outcome {
             Kind::Read {
                 data: iovs,
                 pi_addr: k.pi_addr,
+                pi_len: k.need,
                 format,
                 seed,
             }
