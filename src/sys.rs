@@ -296,7 +296,7 @@ fn populate_read(v: &libc::iovec) -> bool {
 /// Whether `MADV_POPULATE_WRITE` succeeds on the pages of `v`: then every
 /// byte of it is mapped writable (faulted in as for a write: a private
 /// mapping's pages are copied, as a real write would).  `false` for any
-/// failure, as for [`populate_read`].
+/// failure, as for `populate_read`.
 pub fn populate_write(v: &libc::iovec) -> bool {
     populate(v, MADV_POPULATE_WRITE)
 }
@@ -483,7 +483,7 @@ impl SelfMem {
     }
 
     /// Copy the caller's `remote` ranges into our `local` buffers (see
-    /// [`SelfMem::transfer`]); returns how many ranges were copied whole.
+    /// `SelfMem::transfer`); returns how many ranges were copied whole.
     pub fn read_ranges(&self, local: &mut [&mut [u8]], remote: &[libc::iovec]) -> usize {
         let l: Vec<libc::iovec> = local
             .iter_mut()
