@@ -136,7 +136,7 @@ fn try_emulate(c: &Context, ctx: usize, slot: usize, remaining: usize) -> Outcom
         );
     }
     match prepare_run(c, &mut mem, run) {
-        Ok(checked) => submit_run(ctx, checked),
+        Ok(checked) => submit_run(ctx, &mut mem, checked),
         Err(e) => Outcome::Refused(e),
     }
 }
@@ -228,14 +228,15 @@ fn cut(cands: &mut Vec<Candidate>, at: usize, err: i32) -> Result<(), i32> {
     Ok(())
 }
 
-/// Check a run of PI iocbs as the DIX patch does, in order, and build the
-/// records of the longest valid prefix.  Each check is done for the whole
-/// run at once (one kernel-checked transfer covers every iocb's iovec
-/// array, another every write's tuples, another every read's PI buffer);
-/// an iocb failing a check ends the run before it, and if it is the first
-/// iocb its error is returned.  The first iocb thus gets exactly the error
+/// Check a run of PI iocbs as the DIX patch does, in order: their fields,
+/// fds, iovec arrays (read from proven pages, or with one kernel-checked
+/// copy for the run) and lengths; the longest valid prefix is the run.
+/// An iocb failing a check ends the run before it, and if it is the first
+/// iocb its error is returned: the first iocb thus gets exactly the error
 /// it would get alone; the iocbs after the end of the run are examined
-/// again (alone or in the next run) when the main loop reaches them.
+/// again (alone or in the next run) when the main loop reaches them.  The
+/// caller memory each iocb points to is checked as its shadow is built
+/// ([`check_memory`]).
 // `c_ulong` is `u64` only on 64-bit targets.
 #[allow(clippy::useless_conversion)]
 fn prepare_run(
@@ -369,151 +370,53 @@ fn prepare_run(
         }
     }
 
-    // 4. Caller memory of the writes: every page of the data proven
-    //    readable by the kernel (no copy; pages proven earlier in this call,
-    //    e.g. a buffer shared by several writes, are not probed again),
-    //    then every write's tuples copied (one checked copy for those not
-    //    in proven pages).
-    let mut tuples: Vec<u8> = Vec::new();
-    {
-        if let Some(i) = cands
-            .iter()
-            .position(|k| !k.is_read && !mem.probe(&k.iovs[..k.iovcnt - 1]))
-        {
-            cut(&mut cands, i, -libc::EFAULT)?;
-        }
-        let writes: Vec<usize> = (0..cands.len()).filter(|&i| !cands[i].is_read).collect();
-        let remote: Vec<libc::iovec> = writes
-            .iter()
-            .map(|&i| libc::iovec {
-                iov_base: cands[i].pi_addr as *mut c_void,
-                iov_len: cands[i].need,
-            })
-            .collect();
-        tuples.resize(remote.iter().map(|v| v.iov_len).sum(), 0);
-        let got = {
-            let mut local: Vec<&mut [u8]> = Vec::with_capacity(remote.len());
-            let mut rest = &mut tuples[..];
-            for v in &remote {
-                let (mine, tail) = rest.split_at_mut(v.iov_len);
-                local.push(mine);
-                rest = tail;
-            }
-            mem.read(&mut local, &remote)
-        };
-        if got < writes.len() {
-            cut(&mut cands, writes[got], -libc::EFAULT)?;
-        }
-    }
-
-    // 5. The reads' PI buffers, proven writable now (the kernel faults
-    //    them in for writing) so that the tuples can be stored at
-    //    completion.  Last, as it is the one check that may change caller
-    //    memory (a private mapping's pages are copied; the fallback writes
-    //    zeros): only iocbs that passed every other check are touched.
-    {
-        let reads: Vec<usize> = (0..cands.len()).filter(|&i| cands[i].is_read).collect();
-        let remote: Vec<libc::iovec> = reads
-            .iter()
-            .map(|&i| libc::iovec {
-                iov_base: cands[i].pi_addr as *mut c_void,
-                iov_len: cands[i].need,
-            })
-            .collect();
-        let got = mem.prove_writable(&remote);
-        if got < reads.len() {
-            cut(&mut cands, reads[got], -libc::EFAULT)?;
-        }
-    }
-
-    Ok(Checked {
-        cands,
-        tuples,
-        format,
-    })
+    Ok(Checked { cands, format })
 }
 
-/// A run of PI iocbs that passed every check but the writes' guards.
+/// A run of PI iocbs that passed the checks of their fields, fds, iovec
+/// arrays and lengths.
 struct Checked {
     cands: Vec<Candidate>,
-    /// The writes' tuples, in order, `need` bytes each.
-    tuples: Vec<u8>,
     format: Format,
 }
 
-/// Verify the writes' tuples and submit the run's shadows, in order, in
-/// groups: the group so far is submitted before each write's verification
-/// (a CRC over all its data), so the I/O of the iocbs before that write is
-/// not held back by it.  Measured (`ctests/bench/pi_bench.c`, QD 8 and 16
-/// stream of 64 KiB writes and reads, alternating A/B): one batch for the
-/// whole run, verified first, made the run's first I/O wait for every
-/// write's CRC and was 5-15% slower in throughput than these groups, which
-/// cost one more `io_submit` per write.  Groups go out in order, so when
-/// the kernel accepts a group only in part, the accepted iocbs are still a
-/// prefix of the run.
-fn submit_run(ctx: usize, checked: Checked) -> Outcome {
-    let Checked {
-        cands,
-        tuples,
-        format,
-    } = checked;
+/// Check the caller memory of each iocb of the run, verify the writes'
+/// tuples and submit the shadows, in order, in groups: the group so far
+/// is submitted before each write's checks and verification (a CRC over
+/// all its data), so the I/O of the iocbs before that write is not held
+/// back by them.  Measured (`ctests/bench/pi_bench.c`, QD 8 and 16 stream
+/// of 64 KiB writes and reads, alternating A/B): checking and verifying
+/// the whole run before one batch made the run's first I/O wait for all
+/// of it and was 5-15% slower in throughput than these groups, which cost
+/// one more `io_submit` per write.
+///
+/// An iocb whose memory fails its check ends the run before it, like one
+/// the kernel refuses: the groups before it are already submitted, in
+/// order, so the accepted iocbs are always a prefix of the run (and its
+/// error is the answer if it is the first).  Nothing of an iocb after the
+/// end of the run is touched.
+fn submit_run(ctx: usize, mem: &mut CallerMem, checked: Checked) -> Outcome {
+    let Checked { cands, format } = checked;
     let iv = format.interval;
-    let mut tuples_at = 0;
     let mut group: Vec<Pending> = Vec::new();
     let mut count = 0;
     for k in cands {
         if !k.is_read && !group.is_empty() {
-            match submit_shadows(ctx, core::mem::take(&mut group)) {
-                Outcome::Submitted { count: n, stop } => {
-                    count += n;
-                    if stop {
-                        return Outcome::Submitted { count, stop };
-                    }
-                }
-                refused => {
-                    return if count > 0 {
-                        Outcome::Submitted { count, stop: true }
-                    } else {
-                        refused
-                    };
-                }
+            if let Some(end) = flush(ctx, core::mem::take(&mut group), &mut count) {
+                return end;
             }
         }
-        // SAFETY: an integer field of the union.
-        let offset = unsafe { k.io.u.c.offset };
-        let seed = offset as u64 / iv as u64;
-        let mut iovs = k.iovs;
-        iovs.pop();
-        let kind = if k.is_read {
-            Kind::Read {
-                data: iovs,
-                pi_addr: k.pi_addr,
-                pi_len: k.need,
-                format,
-                seed,
-            }
-        } else {
-            let mine = &tuples[tuples_at..tuples_at + k.need];
-            tuples_at += k.need;
-            let segs: Vec<&[u8]> = iovs
-                .iter()
-                .filter(|v| v.iov_len > 0)
-                .map(|v| {
-                    // SAFETY: proven readable by the kernel in this call
-                    // (`prepare_run`, step 4); the caller must not unmap
-                    // buffers of an I/O it is submitting (the kernel reads
-                    // them for the write), nor write them during io_submit.
-                    // The slices are only read (any byte is a valid `u8`)
-                    // and are dropped before the record is published.
-                    unsafe { core::slice::from_raw_parts(v.iov_base as *const u8, v.iov_len) }
-                })
-                .collect();
-            let ok = format.verify_segments(&segs, seed, mine).is_ok();
-            drop(segs);
-            if ok {
-                Kind::Write { data: iovs }
-            } else {
-                Kind::Rejected
+        let kind = match check_memory(mem, &k, &format, iv) {
+            Ok(kind) => kind,
+            Err(e) => {
+                if let Some(end) = flush(ctx, group, &mut count) {
+                    return end;
+                }
+                return if count > 0 {
+                    Outcome::Submitted { count, stop: true }
+                } else {
+                    Outcome::Refused(e)
+                };
             }
         };
         group.push(Pending {
@@ -528,14 +431,93 @@ fn submit_run(ctx: usize, checked: Checked) -> Outcome {
             io: k.io,
         });
     }
-    match submit_shadows(ctx, group) {
-        Outcome::Submitted { count: n, stop } => Outcome::Submitted {
-            count: count + n,
-            stop,
-        },
-        refused if count == 0 => refused,
-        _ => Outcome::Submitted { count, stop: true },
+    match flush(ctx, group, &mut count) {
+        Some(end) => end,
+        None => Outcome::Submitted { count, stop: false },
     }
+}
+
+/// Submit `group` (if not empty), adding what the kernel accepted to
+/// `count`; `Some(outcome)` if the run must end here.
+fn flush(ctx: usize, group: Vec<Pending>, count: &mut usize) -> Option<Outcome> {
+    if group.is_empty() {
+        return None;
+    }
+    match submit_shadows(ctx, group) {
+        Outcome::Submitted { count: n, stop } => {
+            *count += n;
+            stop.then_some(Outcome::Submitted {
+                count: *count,
+                stop: true,
+            })
+        }
+        refused if *count == 0 => Some(refused),
+        _ => Some(Outcome::Submitted {
+            count: *count,
+            stop: true,
+        }),
+    }
+}
+
+/// The caller memory of one checked PI iocb, and what its shadow does:
+/// * a read: its PI buffer proven writable now (the kernel faults it in
+///   for writing, or writes zeros), so the tuples can be stored at
+///   completion;
+/// * a write: every page of its data proven readable by the kernel (no
+///   copy; pages proven earlier in this call, e.g. a buffer shared by
+///   several writes, are not probed again), its tuples copied, and
+///   verified against the data in place.
+///
+/// `-EFAULT` if the kernel cannot show the memory usable.
+fn check_memory(
+    mem: &mut CallerMem,
+    k: &Candidate,
+    format: &Format,
+    iv: usize,
+) -> Result<Kind, i32> {
+    // SAFETY: an integer field of the union.
+    let offset = unsafe { k.io.u.c.offset };
+    let seed = offset as u64 / iv as u64;
+    let pi = libc::iovec {
+        iov_base: k.pi_addr as *mut c_void,
+        iov_len: k.need,
+    };
+    let data = &k.iovs[..k.iovcnt - 1];
+    if k.is_read {
+        if mem.prove_writable(core::slice::from_ref(&pi)) != 1 {
+            return Err(-libc::EFAULT);
+        }
+        return Ok(Kind::Read {
+            data: data.to_vec(),
+            pi_addr: k.pi_addr,
+            pi_len: k.need,
+            format: *format,
+            seed,
+        });
+    }
+    let mut tuples = vec![0u8; k.need];
+    if !mem.probe(data) || mem.read(&mut [&mut tuples[..]], core::slice::from_ref(&pi)) != 1 {
+        return Err(-libc::EFAULT);
+    }
+    let segs: Vec<&[u8]> = data
+        .iter()
+        .filter(|v| v.iov_len > 0)
+        .map(|v| {
+            // SAFETY: proven readable by the kernel in this call (just
+            // above); the caller must not unmap buffers of an I/O it is
+            // submitting (the kernel reads them for the write), nor write
+            // them during io_submit.  The slices are only read (any byte is
+            // a valid `u8`) and are dropped before the record is published.
+            unsafe { core::slice::from_raw_parts(v.iov_base as *const u8, v.iov_len) }
+        })
+        .collect();
+    Ok(if format.verify_segments(&segs, seed, &tuples).is_ok() {
+        Kind::Write {
+            data: data.to_vec(),
+        }
+    } else {
+        Kind::Rejected
+    })
 }
 
 /// Fill a pending record's shadow iocb.  Returns the record (now a raw
