@@ -316,10 +316,8 @@ mod tests {
         assert_eq!(m.prove_writable(&[r(b, 8), r(b + 2 * PG, 8)]), 2);
         assert_eq!(m.prove_writable(&[r(b + 8, 8), r(b + PG, 8), r(b, 8)]), 1);
         // SAFETY: our own mapping; the last page made read-only.
-        assert_eq!(
-            unsafe { libc::mprotect((b + 2 * PG) as *mut _, PG, libc::PROT_READ) },
-            0
-        );
+        let r3 = unsafe { libc::mprotect((b + 2 * PG) as *mut _, PG, libc::PROT_READ) };
+        assert_eq!(r3, 0);
         assert!(!sys::populate_write(&r(b + 2 * PG, 8)));
         assert_eq!(m.prove_writable(&[r(b + 2 * PG, 8)]), 0);
         assert_eq!(m.prove_writable(&[r(usize::MAX - 4, 8)]), 0);
