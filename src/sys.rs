@@ -670,10 +670,8 @@ mod tests {
         let m = m as usize;
         assert_eq!(probe_readable(&[r(m, big)]), 0);
         // SAFETY: page 1400 of our own mapping.
-        assert_eq!(
-            unsafe { libc::mprotect((m + 1400 * PG) as *mut _, PG, libc::PROT_NONE) },
-            0
-        );
+        let r1400 = unsafe { libc::mprotect((m + 1400 * PG) as *mut _, PG, libc::PROT_NONE) };
+        assert_eq!(r1400, 0);
         assert_eq!(probe_readable(&[r(m, big)]), efault);
         assert_eq!(probe_readable(&[r(m, 1400 * PG)]), 0);
         // SAFETY: unmapping our own mapping.
