@@ -57,6 +57,14 @@ static inline void ctest_report(int ok, const char *file, int line, const char *
 			     ctest_b_);                                             \
 	} while (0)
 
+/* CHECK_EQ_MSG(a, b, what): as CHECK_EQ, the line saying `what`. */
+#define CHECK_EQ_MSG(a, b, what)                                                    \
+	do {                                                                        \
+		long long ctest_a_ = (long long)(a), ctest_b_ = (long long)(b);     \
+		ctest_report(ctest_a_ == ctest_b_, __FILE__, __LINE__,              \
+			     "%s: got %lld, want %lld", what, ctest_a_, ctest_b_);  \
+	} while (0)
+
 /* CHECK_NE(a, b): both sides are compared as long long. */
 #define CHECK_NE(a, b)                                                              \
 	do {                                                                        \

@@ -1,8 +1,9 @@
-/* Shared helpers of the ctests/pi_*.c programs: tiny CHECK macros (until
- * ctest.h is merged) and an independent, bit-at-a-time implementation of
- * the PI formats, to compare the library against. */
+/* Shared helpers of the ctests/pi_*.c programs: ctest.h's checks and an
+ * independent, bit-at-a-time implementation of the PI formats, to compare
+ * the library against. */
 #ifndef PI_COMMON_H
 #define PI_COMMON_H
+#include "ctest.h"
 #include <libaio.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -12,30 +13,6 @@
 #include <string.h>
 #include <sys/uio.h>
 #include <unistd.h>
-
-static int pi_passed, pi_failed;
-#define CHECK(cond, ...)                                                       \
-	do {                                                                   \
-		if (cond) {                                                    \
-			pi_passed++;                                           \
-			printf("ok   ");                                       \
-		} else {                                                       \
-			pi_failed++;                                           \
-			printf("FAIL %s:%d: ", __FILE__, __LINE__);            \
-		}                                                              \
-		printf(__VA_ARGS__);                                           \
-		printf("\n");                                                  \
-	} while (0)
-#define CHECK_EQ(a, b, what)                                                   \
-	do {                                                                   \
-		long long _a = (long long)(a), _b = (long long)(b);            \
-		CHECK(_a == _b, "%s: got %lld, want %lld", what, _a, _b);      \
-	} while (0)
-static inline int pi_finish(void)
-{
-	printf("%d passed, %d failed\n", pi_passed, pi_failed);
-	return pi_failed ? 1 : 0;
-}
 
 static inline uint16_t ref_crc16(const uint8_t *p, size_t n)
 {

@@ -31,13 +31,13 @@ int main(void)
 	sigemptyset(&mask);
 	io_prep_preadvm(&io, fd, iov, 2, 8192);
 	io.data = (void *)0xD0;
-	CHECK_EQ(io_submit(ctx, 1, l), 1, "submitted");
-	CHECK_EQ(io_pgetevents(ctx, 1, 1, ev, NULL, &mask), 1, "io_pgetevents reaps it");
-	CHECK(ev[0].obj == &io && ev[0].data == (void *)0xD0 && (long)ev[0].res == 4096,
+	CHECK_EQ_MSG(io_submit(ctx, 1, l), 1, "submitted");
+	CHECK_EQ_MSG(io_pgetevents(ctx, 1, 1, ev, NULL, &mask), 1, "io_pgetevents reaps it");
+	CHECKF(ev[0].obj == &io && ev[0].data == (void *)0xD0 && (long)ev[0].res == 4096,
 	      "io_pgetevents: translated event");
 	uint8_t want[1024];
 	expected_pi(T1, want, d, 4096, 8192);
-	CHECK(memcmp(p, want, 64) == 0, "io_pgetevents: PI");
+	CHECKF(memcmp(p, want, 64) == 0, "io_pgetevents: PI");
 
 	/* IOCB_FLAG_RESFD: the caller's eventfd counts emulated completions. */
 	int efd = eventfd(0, EFD_CLOEXEC);
@@ -49,13 +49,13 @@ int main(void)
 	io_set_eventfd(&io2[0], efd);
 	io_prep_pwritevm(&io2[1], fd, iov2, 2, 0); /* bad PI: -EILSEQ */
 	io_set_eventfd(&io2[1], efd);
-	CHECK_EQ(io_submit(ctx, 2, l2), 2, "two PI iocbs with RESFD");
+	CHECK_EQ_MSG(io_submit(ctx, 2, l2), 2, "two PI iocbs with RESFD");
 	uint64_t cnt = 0, total = 0;
 	for (int i = 0; i < 100 && total < 2; i++) {
 		if (read(efd, &cnt, 8) == 8)
 			total += cnt;
 	}
-	CHECK_EQ(total, 2, "eventfd signalled for both");
+	CHECK_EQ_MSG(total, 2, "eventfd signalled for both");
 	int got = 0;
 	while (got < 2) {
 		int r = io_getevents(ctx, 1, 2, ev + got, NULL);
@@ -63,21 +63,21 @@ int main(void)
 			break;
 		got += r;
 	}
-	CHECK_EQ(got, 2, "both reaped");
+	CHECK_EQ_MSG(got, 2, "both reaped");
 	for (int i = 0; i < got; i++) {
 		if (ev[i].obj == &io2[0])
-			CHECK_EQ((long)ev[i].res, 4096, "RESFD read res");
+			CHECK_EQ_MSG((long)ev[i].res, 4096, "RESFD read res");
 		else
-			CHECK(ev[i].obj == &io2[1] && (long)ev[i].res == -EILSEQ, "RESFD bad write -> -EILSEQ");
+			CHECKF(ev[i].obj == &io2[1] && (long)ev[i].res == -EILSEQ, "RESFD bad write -> -EILSEQ");
 	}
 	/* A bad resfd is the kernel's -EBADF (for the shadow). */
 	io_prep_preadvm(&io, fd, iov, 2, 0);
 	io_set_eventfd(&io, fd); /* not an eventfd */
-	CHECK_EQ(io_submit(ctx, 1, l), -EINVAL, "resfd that is not an eventfd -> kernel's -EINVAL");
+	CHECK_EQ_MSG(io_submit(ctx, 1, l), -EINVAL, "resfd that is not an eventfd -> kernel's -EINVAL");
 
 	/* Zero-timeout peek and io_queue_wait see the emulated op complete. */
 	io_prep_preadvm(&io, fd, iov, 2, 4096);
-	CHECK_EQ(io_submit(ctx, 1, l), 1, "submitted");
+	CHECK_EQ_MSG(io_submit(ctx, 1, l), 1, "submitted");
 	struct timespec zero = { 0, 0 };
 	int n = 0;
 	for (int i = 0; i < 50000 && n == 0; i++) { /* up to ~5 s */
@@ -85,10 +85,10 @@ int main(void)
 		if (n == 0)
 			usleep(100);
 	}
-	CHECK_EQ(n, 1, "zero-timeout polling reaps the PI read");
-	CHECK(ev[0].obj == &io && (long)ev[0].res == 4096, "polled event translated");
+	CHECK_EQ_MSG(n, 1, "zero-timeout polling reaps the PI read");
+	CHECKF(ev[0].obj == &io && (long)ev[0].res == 4096, "polled event translated");
 	expected_pi(T1, want, d + 4096, 4096, 4096);
-	CHECK(memcmp(p, want, 64) == 0, "polled PI");
+	CHECKF(memcmp(p, want, 64) == 0, "polled PI");
 
 	/* A batch of only PI iocbs, more than the context holds: the kernel's
 	 * limit applies (some accepted, the rest -EAGAIN or clamped) as for a
@@ -118,7 +118,7 @@ int main(void)
 	int acc = io_submit(ctx, M, lb);
 	/* The kernel's per-CPU slot caching makes the exact count vary a little
 	 * from run to run; it must be partial and not above the plain count. */
-	CHECK(acc > 0 && acc < M && acc <= plain_acc, "oversized PI batch: %d of %d accepted (plain: %d)", acc, M,
+	CHECKF(acc > 0 && acc < M && acc <= plain_acc, "oversized PI batch: %d of %d accepted (plain: %d)", acc, M,
 	      plain_acc);
 	got = 0;
 	while (got < acc) {
@@ -127,21 +127,21 @@ int main(void)
 			break;
 		for (int i = 0; i < r; i++)
 			if ((long)ev[i].res != 4096 || ev[i].obj < big || ev[i].obj >= big + acc)
-				CHECK(0, "oversized batch: event %ld", (long)ev[i].res);
+				CHECKF(0, "oversized batch: event %ld", (long)ev[i].res);
 		got += r;
 	}
-	CHECK_EQ(got, acc, "every accepted PI iocb completes");
+	CHECK_EQ_MSG(got, acc, "every accepted PI iocb completes");
 	int pis_ok = 1;
 	for (int i = 0; i < acc; i++) {
 		expected_pi(T1, want, dd + (size_t)i * 4096, 4096, (long long)i * 4096);
 		pis_ok &= memcmp(pis + i * 64, want, 64) == 0;
 	}
-	CHECK(pis_ok, "their PI is correct");
+	CHECKF(pis_ok, "their PI is correct");
 
 	/* Standards' vectors end to end: 4 KiB of zeros, 0xFF and an
 	 * incrementing pattern read with NVMe CRC64 PI (NVM Command Set spec
 	 * test cases), and 512 bytes of zeros with T10 DIF (guard 0). */
-	CHECK_EQ(io_set_pi_format(ctx, IO_PI_NVME_TYPE1_CRC64, 4096), 0, "NVMe format");
+	CHECK_EQ_MSG(io_set_pi_format(ctx, IO_PI_NVME_TYPE1_CRC64, 4096), 0, "NVMe format");
 	static const uint64_t nvme_guard[3] = { 0x6482D367EB22B64EULL, 0xC0DDBA7302ECA3ACULL, 0x3E729F5F6750449CULL };
 	for (int k = 0; k < 3; k++) {
 		for (int i = 0; i < 4096; i++)
@@ -151,27 +151,27 @@ int main(void)
 		memset(d, 0xCC, 4096);
 		struct iovec v[2] = { { d, 4096 }, { p, 16 } };
 		io_prep_preadvm(&io, fd, v, 2, 0);
-		CHECK_EQ(submit1(ctx, &io), 1, "NVMe read");
-		CHECK_EQ(reap1(ctx, ev), 1, "NVMe read reaped");
+		CHECK_EQ_MSG(submit1(ctx, &io), 1, "NVMe read");
+		CHECK_EQ_MSG(reap1(ctx, ev), 1, "NVMe read reaped");
 		uint64_t g = 0;
 		for (int i = 0; i < 8; i++)
 			g = g << 8 | p[i];
-		CHECK(g == nvme_guard[k], "NVMe spec vector %d: guard %016llx", k, (unsigned long long)g);
+		CHECKF(g == nvme_guard[k], "NVMe spec vector %d: guard %016llx", k, (unsigned long long)g);
 	}
-	CHECK_EQ(io_set_pi_format(ctx, IO_PI_T10_DIF_TYPE1_CRC, 512), 0, "T10 format");
+	CHECK_EQ_MSG(io_set_pi_format(ctx, IO_PI_T10_DIF_TYPE1_CRC, 512), 0, "T10 format");
 	memset(d, 0, 512);
 	if (pwrite(fd, d, 512, 512 * 5) != 512)
 		return 1;
 	struct iovec v1[2] = { { d, 512 }, { p, 8 } };
 	io_prep_preadvm(&io, fd, v1, 2, 512 * 5);
-	CHECK_EQ(submit1(ctx, &io), 1, "T10 read");
-	CHECK_EQ(reap1(ctx, ev), 1, "T10 read reaped");
+	CHECK_EQ_MSG(submit1(ctx, &io), 1, "T10 read");
+	CHECK_EQ_MSG(reap1(ctx, ev), 1, "T10 read reaped");
 	static const uint8_t t10_zero[8] = { 0, 0, 0, 0, 0, 0, 0, 5 };
-	CHECK(memcmp(p, t10_zero, 8) == 0, "T10: zeros -> guard 0000, app 0, ref 5");
+	CHECKF(memcmp(p, t10_zero, 8) == 0, "T10: zeros -> guard 0000, app 0, ref 5");
 
-	CHECK_EQ(io_destroy(ctx), 0, "io_destroy");
+	CHECK_EQ_MSG(io_destroy(ctx), 0, "io_destroy");
 	close(efd);
 	close(fd);
 	free(d); free(p); free(bad); free(pis); free(dd);
-	return pi_finish();
+	return ctest_finish();
 }

@@ -67,7 +67,7 @@ static void test_format(io_context_t ctx, int fd, struct fmt f, uint64_t *rng)
 {
 	char what[128];
 	snprintf(what, sizeof what, "format %#x/%zu", f.code, f.interval);
-	CHECK_EQ(io_set_pi_format(ctx, f.code, (unsigned)f.interval), 0, "io_set_pi_format");
+	CHECK_EQ_MSG(io_set_pi_format(ctx, f.code, (unsigned)f.interval), 0, "io_set_pi_format");
 	size_t n = 16, len = n * f.interval, ts = fmt_tuple(f);
 	long long off = 8 * (long long)f.interval * 3;
 	uint8_t *data = xalloc(len), *pi = xalloc(n * ts), *back = xalloc(len), *piback = xalloc(n * ts),
@@ -82,43 +82,43 @@ static void test_format(io_context_t ctx, int fd, struct fmt f, uint64_t *rng)
 	else
 		for (size_t i = 0; i < n; i++)
 			put_tuple(f, pi + i * ts, data + i * f.interval, 0x42, 0xABCDEF);
-	CHECK_EQ(write_pi(ctx, fd, data, len, pi, n * ts, off), len, what);
-	CHECK(file_equals(fd, data, len, off), "%s: file holds the data", what);
+	CHECK_EQ_MSG(write_pi(ctx, fd, data, len, pi, n * ts, off), len, what);
+	CHECKF(file_equals(fd, data, len, off), "%s: file holds the data", what);
 	memset(piback, 0xEE, n * ts);
-	CHECK_EQ(read_pi(ctx, fd, back, len, piback, n * ts, off), len, what);
-	CHECK(memcmp(back, data, len) == 0, "%s: data read back", what);
+	CHECK_EQ_MSG(read_pi(ctx, fd, back, len, piback, n * ts, off), len, what);
+	CHECKF(memcmp(back, data, len) == 0, "%s: data read back", what);
 	expected_pi(f, want, data, len, off);
-	CHECK(memcmp(piback, want, n * ts) == 0, "%s: PI read back = independent computation (app 0)", what);
+	CHECKF(memcmp(piback, want, n * ts) == 0, "%s: PI read back = independent computation (app 0)", what);
 
 	/* Bad guard in interval 5 -> EILSEQ, nothing written. */
 	uint8_t *data2 = xalloc(len);
 	fill_random(data2, len, rng);
 	expected_pi(f, pi, data2, len, off);
 	pi[5 * ts] ^= 0x01;
-	CHECK_EQ(write_pi(ctx, fd, data2, len, pi, n * ts, off), -EILSEQ, "bad guard -> -EILSEQ");
-	CHECK(file_equals(fd, data, len, off), "%s: bad guard: file unchanged", what);
+	CHECK_EQ_MSG(write_pi(ctx, fd, data2, len, pi, n * ts, off), -EILSEQ, "bad guard -> -EILSEQ");
+	CHECKF(file_equals(fd, data, len, off), "%s: bad guard: file unchanged", what);
 	/* Same interval escaped: app tag 0xFFFF (+ ref all ones for Type 3). */
 	put_tuple(f, pi + 5 * ts, data, 0xFFFF, fmt_tuple(f) == 8 ? 0xFFFFFFFFULL : 0xFFFFFFFFFFFFULL);
-	CHECK_EQ(write_pi(ctx, fd, data2, len, pi, n * ts, off), len, "escaped interval is not checked");
-	CHECK(file_equals(fd, data2, len, off), "%s: escaped write landed", what);
+	CHECK_EQ_MSG(write_pi(ctx, fd, data2, len, pi, n * ts, off), len, "escaped interval is not checked");
+	CHECKF(file_equals(fd, data2, len, off), "%s: escaped write landed", what);
 	if (!fmt_type1(f)) {
 		/* Type 3: app 0xFFFF alone does not escape. */
 		put_tuple(f, pi + 5 * ts, data, 0xFFFF, 7);
-		CHECK_EQ(write_pi(ctx, fd, data, len, pi, n * ts, off), -EILSEQ, "type 3 needs both escapes");
-		CHECK(file_equals(fd, data2, len, off), "%s: file unchanged", what);
+		CHECK_EQ_MSG(write_pi(ctx, fd, data, len, pi, n * ts, off), -EILSEQ, "type 3 needs both escapes");
+		CHECKF(file_equals(fd, data2, len, off), "%s: file unchanged", what);
 	}
 	/* Wrong ref tag: EILSEQ for Type 1 only. */
 	expected_pi(f, pi, data, len, off);
 	put_tuple(f, pi + 3 * ts, data + 3 * f.interval, 0, 999999);
 	long r = write_pi(ctx, fd, data, len, pi, n * ts, off);
 	if (fmt_type1(f)) {
-		CHECK_EQ(r, -EILSEQ, "bad ref tag -> -EILSEQ (type 1)");
-		CHECK(file_equals(fd, data2, len, off), "%s: bad ref: file unchanged", what);
+		CHECK_EQ_MSG(r, -EILSEQ, "bad ref tag -> -EILSEQ (type 1)");
+		CHECKF(file_equals(fd, data2, len, off), "%s: bad ref: file unchanged", what);
 	} else {
-		CHECK_EQ(r, len, "ref tag not checked (type 3)");
+		CHECK_EQ_MSG(r, len, "ref tag not checked (type 3)");
 	}
 	free(data); free(data2); free(pi); free(back); free(piback); free(want);
-	CHECK_EQ(io_set_pi_format(ctx, IO_PI_T10_DIF_TYPE1_CRC, 512), 0, "back to the default");
+	CHECK_EQ_MSG(io_set_pi_format(ctx, IO_PI_T10_DIF_TYPE1_CRC, 512), 0, "back to the default");
 }
 
 static void test_invalid(io_context_t ctx, int fd)
@@ -129,53 +129,53 @@ static void test_invalid(io_context_t ctx, int fd)
 
 	io_prep_pwritevm(&io, fd, iov, 2, 0);
 	iov[1].iov_len = 63;
-	CHECK_EQ(submit1(ctx, &io), -EINVAL, "short PI buffer (write)");
+	CHECK_EQ_MSG(submit1(ctx, &io), -EINVAL, "short PI buffer (write)");
 	io_prep_preadvm(&io, fd, iov, 2, 0);
-	CHECK_EQ(submit1(ctx, &io), -EINVAL, "short PI buffer (read)");
+	CHECK_EQ_MSG(submit1(ctx, &io), -EINVAL, "short PI buffer (read)");
 	iov[1].iov_len = 0;
-	CHECK_EQ(submit1(ctx, &io), -EINVAL, "empty PI iovec");
+	CHECK_EQ_MSG(submit1(ctx, &io), -EINVAL, "empty PI iovec");
 	iov[1].iov_len = 64;
 	io_prep_preadvm(&io, fd, iov, 1, 0);
-	CHECK_EQ(submit1(ctx, &io), -EINVAL, "one iovec");
+	CHECK_EQ_MSG(submit1(ctx, &io), -EINVAL, "one iovec");
 	io_prep_preadvm(&io, fd, iov, 0, 0);
-	CHECK_EQ(submit1(ctx, &io), -EINVAL, "no iovec");
+	CHECK_EQ_MSG(submit1(ctx, &io), -EINVAL, "no iovec");
 	iov[0].iov_len = 4000;
 	io_prep_pwritevm(&io, fd, iov, 2, 0);
-	CHECK_EQ(submit1(ctx, &io), -EINVAL, "data length not a multiple of 512");
+	CHECK_EQ_MSG(submit1(ctx, &io), -EINVAL, "data length not a multiple of 512");
 	iov[0].iov_len = 4096;
 	io_prep_pwritevm(&io, fd, iov, 2, 100);
-	CHECK_EQ(submit1(ctx, &io), -EINVAL, "offset not a multiple of 512");
+	CHECK_EQ_MSG(submit1(ctx, &io), -EINVAL, "offset not a multiple of 512");
 	io_prep_pwritevm(&io, fd, iov, 2, -512);
-	CHECK_EQ(submit1(ctx, &io), -EINVAL, "negative offset");
+	CHECK_EQ_MSG(submit1(ctx, &io), -EINVAL, "negative offset");
 
 	/* 4096-byte interval: 512-aligned is not enough. */
-	CHECK_EQ(io_set_pi_format(ctx, IO_PI_T10_DIF_TYPE1_CRC, 4096), 0, "4096 interval");
+	CHECK_EQ_MSG(io_set_pi_format(ctx, IO_PI_T10_DIF_TYPE1_CRC, 4096), 0, "4096 interval");
 	io_prep_pwritevm(&io, fd, iov, 2, 512);
-	CHECK_EQ(submit1(ctx, &io), -EINVAL, "offset not a multiple of 4096");
-	CHECK_EQ(io_set_pi_format(ctx, IO_PI_T10_DIF_TYPE1_CRC, 512), 0, "512 interval");
-	CHECK_EQ(io_set_pi_format(ctx, 2, 512), -EINVAL, "unknown format");
-	CHECK_EQ(io_set_pi_format(ctx, IO_PI_NVME_TYPE1_CRC64, 1024), -EINVAL, "unknown interval");
-	CHECK_EQ(io_set_pi_format((io_context_t)0x12345000, IO_PI_NVME_TYPE1_CRC64, 512), -EINVAL,
+	CHECK_EQ_MSG(submit1(ctx, &io), -EINVAL, "offset not a multiple of 4096");
+	CHECK_EQ_MSG(io_set_pi_format(ctx, IO_PI_T10_DIF_TYPE1_CRC, 512), 0, "512 interval");
+	CHECK_EQ_MSG(io_set_pi_format(ctx, 2, 512), -EINVAL, "unknown format");
+	CHECK_EQ_MSG(io_set_pi_format(ctx, IO_PI_NVME_TYPE1_CRC64, 1024), -EINVAL, "unknown interval");
+	CHECK_EQ_MSG(io_set_pi_format((io_context_t)0x12345000, IO_PI_NVME_TYPE1_CRC64, 512), -EINVAL,
 		 "unknown context");
 
 	/* Not O_DIRECT. */
 	int bfd = open("buffered.dat", O_RDWR | O_CREAT, 0644);
 	io_prep_pwritevm(&io, bfd, iov, 2, 0);
-	CHECK_EQ(submit1(ctx, &io), -EINVAL, "fd without O_DIRECT (write)");
+	CHECK_EQ_MSG(submit1(ctx, &io), -EINVAL, "fd without O_DIRECT (write)");
 	io_prep_preadvm(&io, bfd, iov, 2, 0);
-	CHECK_EQ(submit1(ctx, &io), -EINVAL, "fd without O_DIRECT (read)");
+	CHECK_EQ_MSG(submit1(ctx, &io), -EINVAL, "fd without O_DIRECT (read)");
 	close(bfd);
 	/* Wrong direction, bad fd. */
 	int wfd = open("pi.dat", O_WRONLY | O_DIRECT);
 	io_prep_preadvm(&io, wfd, iov, 2, 0);
-	CHECK_EQ(submit1(ctx, &io), -EBADF, "read from a write-only fd");
+	CHECK_EQ_MSG(submit1(ctx, &io), -EBADF, "read from a write-only fd");
 	close(wfd);
 	io_prep_preadvm(&io, 9999, iov, 2, 0);
-	CHECK_EQ(submit1(ctx, &io), -EBADF, "closed fd");
+	CHECK_EQ_MSG(submit1(ctx, &io), -EBADF, "closed fd");
 	/* Reserved field set: the kernel's -EINVAL stands. */
 	io_prep_preadvm(&io, fd, iov, 2, 0);
 	io.u.c.__pad3 = 1;
-	CHECK_EQ(submit1(ctx, &io), -EINVAL, "aio_reserved2 != 0");
+	CHECK_EQ_MSG(submit1(ctx, &io), -EINVAL, "aio_reserved2 != 0");
 	free(data); free(pi);
 }
 
@@ -188,20 +188,20 @@ static void test_bad_pointers(io_context_t ctx, int fd)
 	uint8_t *hole = mmap(NULL, 8192, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 
 	io_prep_pwritevm(&io, fd, (struct iovec *)hole, 2, 0);
-	CHECK_EQ(submit1(ctx, &io), -EFAULT, "iovec array unmapped");
+	CHECK_EQ_MSG(submit1(ctx, &io), -EFAULT, "iovec array unmapped");
 	io_prep_pwritevm(&io, fd, (struct iovec *)8, 2, 0);
-	CHECK_EQ(submit1(ctx, &io), -EFAULT, "iovec array at 8");
+	CHECK_EQ_MSG(submit1(ctx, &io), -EFAULT, "iovec array at 8");
 	iov[0].iov_base = hole;
 	io_prep_pwritevm(&io, fd, iov, 2, 0);
-	CHECK_EQ(submit1(ctx, &io), -EFAULT, "write data unmapped");
+	CHECK_EQ_MSG(submit1(ctx, &io), -EFAULT, "write data unmapped");
 	iov[0].iov_base = data;
 	iov[1].iov_base = hole;
-	CHECK_EQ(submit1(ctx, &io), -EFAULT, "write PI unmapped");
+	CHECK_EQ_MSG(submit1(ctx, &io), -EFAULT, "write PI unmapped");
 	io_prep_preadvm(&io, fd, iov, 2, 0);
-	CHECK_EQ(submit1(ctx, &io), -EFAULT, "read PI unmapped");
+	CHECK_EQ_MSG(submit1(ctx, &io), -EFAULT, "read PI unmapped");
 	uint8_t *ro = mmap(NULL, 4096, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0); /* read-only PI */
 	iov[1].iov_base = ro;
-	CHECK_EQ(submit1(ctx, &io), -EFAULT, "read PI read-only");
+	CHECK_EQ_MSG(submit1(ctx, &io), -EFAULT, "read PI read-only");
 	/* Read into an unmapped data buffer: the kernel's answer (at submit or
 	 * in the event), and the PI buffer is not touched. */
 	iov[0].iov_base = hole;
@@ -211,15 +211,15 @@ static void test_bad_pointers(io_context_t ctx, int fd)
 	int r = submit1(ctx, &io);
 	if (r == 1) {
 		struct io_event ev;
-		CHECK_EQ(reap1(ctx, &ev), 1, "event for the bad read");
-		CHECK_EQ((long)ev.res, -EFAULT, "bad read data -> res -EFAULT");
-		CHECK(ev.obj == &io, "event names the caller's iocb");
+		CHECK_EQ_MSG(reap1(ctx, &ev), 1, "event for the bad read");
+		CHECK_EQ_MSG((long)ev.res, -EFAULT, "bad read data -> res -EFAULT");
+		CHECKF(ev.obj == &io, "event names the caller's iocb");
 	} else {
-		CHECK_EQ(r, -EFAULT, "bad read data -> -EFAULT");
+		CHECK_EQ_MSG(r, -EFAULT, "bad read data -> -EFAULT");
 	}
 	/* A bad iocb pointer in the array: the kernel's -EFAULT. */
 	struct iocb *l[1] = { (struct iocb *)hole };
-	CHECK_EQ(io_submit(ctx, 1, l), -EFAULT, "iocb pointer unmapped");
+	CHECK_EQ_MSG(io_submit(ctx, 1, l), -EFAULT, "iocb pointer unmapped");
 	munmap(hole, 8192);
 	munmap(ro, 4096);
 	free(data); free(pi);
@@ -251,7 +251,7 @@ static void test_mixed_batch(io_context_t ctx, int fd, uint64_t *rng)
 	io_prep_fsync(&io[5], fd);                                      /* plain */
 	for (int i = 0; i < N; i++)
 		io[i].data = (void *)(uintptr_t)(100 + i);
-	CHECK_EQ(io_submit(ctx, N, l), N, "mixed batch: all accepted");
+	CHECK_EQ_MSG(io_submit(ctx, N, l), N, "mixed batch: all accepted");
 	struct io_event ev[N];
 	int got = 0;
 	while (got < N) {
@@ -260,25 +260,25 @@ static void test_mixed_batch(io_context_t ctx, int fd, uint64_t *rng)
 			break;
 		got += r;
 	}
-	CHECK_EQ(got, N, "mixed batch: N events");
+	CHECK_EQ_MSG(got, N, "mixed batch: N events");
 	int seen[N] = { 0 };
 	for (int k = 0; k < got; k++) {
 		int i = (int)((struct iocb *)ev[k].obj - io);
 		if (i < 0 || i >= N) {
-			CHECK(0, "event obj %p is one of the batch's iocbs", (void *)ev[k].obj);
+			CHECKF(0, "event obj %p is one of the batch's iocbs", (void *)ev[k].obj);
 			continue;
 		}
 		seen[i]++;
-		CHECK_EQ((uintptr_t)ev[k].data, 100 + i, "event data is the iocb's");
+		CHECK_EQ_MSG((uintptr_t)ev[k].data, 100 + i, "event data is the iocb's");
 		long want = i == 2 ? -EILSEQ : i == 5 ? 0 : 4096;
-		CHECK_EQ((long)ev[k].res, want, "event res");
+		CHECK_EQ_MSG((long)ev[k].res, want, "event res");
 	}
 	for (int i = 0; i < N; i++)
-		CHECK_EQ(seen[i], 1, "each iocb completes exactly once");
+		CHECK_EQ_MSG(seen[i], 1, "each iocb completes exactly once");
 	uint8_t want[64];
 	expected_pi(T1_512, want, buf[4], 4096, 0);
-	CHECK(memcmp(pi[4], want, 64) == 0, "PI read in a mixed batch");
-	CHECK(file_equals(fd, buf[1], 4096, 65536 + 4096), "PI write in a mixed batch landed");
+	CHECKF(memcmp(pi[4], want, 64) == 0, "PI read in a mixed batch");
+	CHECKF(file_equals(fd, buf[1], 4096, 65536 + 4096), "PI write in a mixed batch landed");
 	for (int i = 0; i < N; i++) {
 		free(buf[i]);
 		free(pi[i]);
@@ -295,21 +295,21 @@ static void test_batch_stops(io_context_t ctx, int fd)
 	io_prep_preadvm(&io[1], fd, va, 2, 0);
 	io_prep_preadvm(&io[2], fd, vb, 2, 0); /* PI buffer too short */
 	io_prep_pread(&io[3], fd, b, 512, 0);
-	CHECK_EQ(io_submit(ctx, 4, l), 2, "batch stops before the invalid PI iocb");
+	CHECK_EQ_MSG(io_submit(ctx, 4, l), 2, "batch stops before the invalid PI iocb");
 	struct io_event ev[4];
 	struct timespec ts = { 0, 200 * 1000 * 1000 };
 	int got = 0, r;
 	while ((r = io_getevents(ctx, 1, 4, ev + got, &ts)) > 0)
 		got += r;
-	CHECK_EQ(got, 2, "only the accepted iocbs complete");
+	CHECK_EQ_MSG(got, 2, "only the accepted iocbs complete");
 	/* The invalid one first: -EINVAL, nothing accepted. */
-	CHECK_EQ(io_submit(ctx, 2, l + 2), -EINVAL, "invalid PI iocb first -> -EINVAL");
+	CHECK_EQ_MSG(io_submit(ctx, 2, l + 2), -EINVAL, "invalid PI iocb first -> -EINVAL");
 	/* A plain invalid iocb after a PI one. */
 	io_prep_pread(&io[3], fd, b, 512, 0);
 	io[3].aio_lio_opcode = 77;
-	CHECK_EQ(io_submit(ctx, 2, l + 1), 1, "PI iocb then a bad plain iocb -> 1");
-	CHECK_EQ(reap1(ctx, ev), 1, "its event");
-	CHECK(ev[0].obj == &io[1] && (long)ev[0].res == 4096, "the PI read completed");
+	CHECK_EQ_MSG(io_submit(ctx, 2, l + 1), 1, "PI iocb then a bad plain iocb -> 1");
+	CHECK_EQ_MSG(reap1(ctx, ev), 1, "its event");
+	CHECKF(ev[0].obj == &io[1] && (long)ev[0].res == 4096, "the PI read completed");
 
 	/* Runs of PI iocbs (submitted by the library as one batch of shadows):
 	 * good reads, a good write, a bad-PI write, then an invalid one. */
@@ -332,7 +332,7 @@ static void test_batch_stops(io_context_t ctx, int fd)
 	run[6].data = (void *)6;
 	memset(rp + 6 * 64, 0x77, 64);
 	rv[7][1].iov_len = 8;                                          /* invalid: short PI */
-	CHECK_EQ(io_submit(ctx, R, lr), 7, "run of PI iocbs stops before the invalid one");
+	CHECK_EQ_MSG(io_submit(ctx, R, lr), 7, "run of PI iocbs stops before the invalid one");
 	got = 0;
 	int res_ok = 1, seen[R] = { 0 };
 	struct io_event rev[R];
@@ -348,19 +348,19 @@ static void test_batch_stops(io_context_t ctx, int fd)
 		}
 		got += r;
 	}
-	CHECK_EQ(got, 7, "run: 7 events");
-	CHECK(res_ok, "run: every event names its iocb with the right res");
+	CHECK_EQ_MSG(got, 7, "run: 7 events");
+	CHECKF(res_ok, "run: every event names its iocb with the right res");
 	int once = 1;
 	for (int i = 0; i < 7; i++)
 		once &= seen[i] == 1;
-	CHECK(once, "run: each exactly once");
+	CHECKF(once, "run: each exactly once");
 	int pis = 1;
 	for (int i = 0; i < 5; i++) {
 		expected_pi(T1_512, rwant, rd + i * 4096, 4096, (long long)i * 4096);
 		pis &= memcmp(rwant, rp + i * 64, 64) == 0;
 	}
-	CHECK(pis, "run: PI of the reads");
-	CHECK(file_equals(fd, rd + 5 * 4096, 4096, 5 * 4096), "run: the good write landed");
+	CHECKF(pis, "run: PI of the reads");
+	CHECKF(file_equals(fd, rd + 5 * 4096, 4096, 5 * 4096), "run: the good write landed");
 	free(rd); free(rp); free(rwant);
 	free(a); free(b); free(pa); free(pb);
 }
@@ -379,8 +379,8 @@ static void reap_run(io_context_t ctx, struct iocb *io, int n, long res, const c
 		}
 		got += r;
 	}
-	CHECK_EQ(got, n, what);
-	CHECK(ok, what);
+	CHECK_EQ_MSG(got, n, what);
+	CHECKF(ok, what);
 }
 
 /* A run of PI iocbs is validated as a whole (one kernel-checked copy per
@@ -414,10 +414,10 @@ static void test_run_cuts(io_context_t ctx, int fd)
 	v[5].iov_base = hole;
 	io_prep_preadvm(&io[3], fd, &v[6], 2, 0);
 	memset(pi + 3 * 64, 0xAB, 64);
-	CHECK_EQ(io_submit(ctx, 4, l), 2, "run cut at a write with unmapped tuples");
+	CHECK_EQ_MSG(io_submit(ctx, 4, l), 2, "run cut at a write with unmapped tuples");
 	reap_run(ctx, io, 2, 4096, "run cut at tuples: the two reads complete");
-	CHECK(pi[3 * 64] == 0xAB && pi[3 * 64 + 63] == 0xAB, "iocb after the cut: PI buffer untouched");
-	CHECK_EQ(io_submit(ctx, 2, l + 2), -EFAULT, "the cut iocb alone: -EFAULT");
+	CHECKF(pi[3 * 64] == 0xAB && pi[3 * 64 + 63] == 0xAB, "iocb after the cut: PI buffer untouched");
+	CHECK_EQ_MSG(io_submit(ctx, 2, l + 2), -EFAULT, "the cut iocb alone: -EFAULT");
 	v[5].iov_base = pi + 2 * 64;
 
 	/* 2. A read's PI buffer read-only in the middle: the reads before it
@@ -427,10 +427,10 @@ static void test_run_cuts(io_context_t ctx, int fd)
 	v[3].iov_base = ro;
 	io_prep_preadvm(&io[2], fd, &v[4], 2, 8192);
 	memset(pi + 2 * 64, 0xAB, 64);
-	CHECK_EQ(io_submit(ctx, 3, l), 1, "run cut at a read-only PI buffer");
+	CHECK_EQ_MSG(io_submit(ctx, 3, l), 1, "run cut at a read-only PI buffer");
 	reap_run(ctx, io, 1, 4096, "run cut at a read-only PI buffer: first read completes");
-	CHECK(pi[2 * 64] == 0xAB, "iocb after the cut: PI buffer untouched (2)");
-	CHECK_EQ(io_submit(ctx, 2, l + 1), -EFAULT, "read-only PI alone: -EFAULT");
+	CHECKF(pi[2 * 64] == 0xAB, "iocb after the cut: PI buffer untouched (2)");
+	CHECK_EQ_MSG(io_submit(ctx, 2, l + 1), -EFAULT, "read-only PI alone: -EFAULT");
 	v[3].iov_base = pi + 64;
 
 	/* 3. A write's data unmapped after a good write (sharing nothing). */
@@ -439,9 +439,9 @@ static void test_run_cuts(io_context_t ctx, int fd)
 	io_prep_pwritevm(&io[0], fd, &v[2], 2, 2 * 4096);
 	io_prep_pwritevm(&io[1], fd, &v[4], 2, 8192);
 	v[4].iov_base = hole;
-	CHECK_EQ(io_submit(ctx, 2, l), 1, "run cut at a write with unmapped data");
+	CHECK_EQ_MSG(io_submit(ctx, 2, l), 1, "run cut at a write with unmapped data");
 	reap_run(ctx, io, 1, 4096, "run cut at write data: the good write completes");
-	CHECK(file_equals(fd, good, 4096, 2 * 4096), "the good write before the cut landed");
+	CHECKF(file_equals(fd, good, 4096, 2 * 4096), "the good write before the cut landed");
 	v[4].iov_base = data + 2 * 4096;
 	v[2] = (struct iovec){ data + 4096, 4096 };
 
@@ -449,7 +449,7 @@ static void test_run_cuts(io_context_t ctx, int fd)
 	io_prep_preadvm(&io[0], fd, &v[0], 2, 0);
 	io_prep_preadvm(&io[1], fd, (struct iovec *)hole, 2, 0);
 	io_prep_preadvm(&io[2], fd, &v[4], 2, 0);
-	CHECK_EQ(io_submit(ctx, 3, l), 1, "run cut at an unmapped iovec array");
+	CHECK_EQ_MSG(io_submit(ctx, 3, l), 1, "run cut at an unmapped iovec array");
 	reap_run(ctx, io, 1, 4096, "run cut at an iovec array: the first read completes");
 
 	/* 5. An invalid length in the middle (not a memory check). */
@@ -458,16 +458,16 @@ static void test_run_cuts(io_context_t ctx, int fd)
 	v[3].iov_len = 8;
 	io_prep_preadvm(&io[2], fd, &v[4], 2, 0);
 	memset(pi + 2 * 64, 0xAB, 64);
-	CHECK_EQ(io_submit(ctx, 3, l), 1, "run cut at a short PI buffer");
+	CHECK_EQ_MSG(io_submit(ctx, 3, l), 1, "run cut at a short PI buffer");
 	reap_run(ctx, io, 1, 4096, "run cut at a short PI buffer: the first read completes");
-	CHECK(pi[2 * 64] == 0xAB, "iocb after the cut: PI buffer untouched (5)");
+	CHECKF(pi[2 * 64] == 0xAB, "iocb after the cut: PI buffer untouched (5)");
 	v[3].iov_len = 64;
 
 	/* 6. An unmapped iocb pointer after a PI iocb: the kernel's -EFAULT
 	 *    for it, so 1 accepted. */
 	struct iocb *lb[2] = { &io[0], (struct iocb *)hole };
 	io_prep_preadvm(&io[0], fd, &v[0], 2, 0);
-	CHECK_EQ(io_submit(ctx, 2, lb), 1, "PI iocb then an unmapped iocb pointer");
+	CHECK_EQ_MSG(io_submit(ctx, 2, lb), 1, "PI iocb then an unmapped iocb pointer");
 	reap_run(ctx, io, 1, 4096, "the PI read before the bad pointer completes");
 
 	/* 8. The kernel refuses a shadow (unknown aio_rw_flags: it checks
@@ -484,15 +484,15 @@ static void test_run_cuts(io_context_t ctx, int fd)
 				expected_pi(T1_512, pi + i * 64, data + i * 4096, 4096, (long long)i * 4096);
 		}
 		io[bad].aio_rw_flags = 0x40000000;
-		CHECK_EQ(io_submit(ctx, 4, l), bad, "run ends at the shadow the kernel refuses");
+		CHECK_EQ_MSG(io_submit(ctx, 4, l), bad, "run ends at the shadow the kernel refuses");
 		reap_run(ctx, io, bad, 4096, "the iocbs before the refused shadow complete");
-		CHECK_EQ(io_submit(ctx, 1, l + bad), -EOPNOTSUPP, "the refused one alone: the kernel's error");
+		CHECK_EQ_MSG(io_submit(ctx, 1, l + bad), -EOPNOTSUPP, "the refused one alone: the kernel's error");
 	}
 
 	/* 7. The whole run good, PI checked. */
 	for (int i = 0; i < 4; i++)
 		io_prep_preadvm(&io[i], fd, &v[2 * i], 2, (long long)i * 4096);
-	CHECK_EQ(io_submit(ctx, 4, l), 4, "a good run across pages");
+	CHECK_EQ_MSG(io_submit(ctx, 4, l), 4, "a good run across pages");
 	reap_run(ctx, io, 4, 4096, "a good run across pages completes");
 	int pis = 1;
 	uint8_t want[64];
@@ -500,7 +500,7 @@ static void test_run_cuts(io_context_t ctx, int fd)
 		expected_pi(T1_512, want, data + i * 4096, 4096, (long long)i * 4096);
 		pis &= memcmp(want, pi + i * 64, 64) == 0;
 	}
-	CHECK(pis, "a good run across pages: PI of every read");
+	CHECKF(pis, "a good run across pages: PI of every read");
 	munmap(m, 2 * PG);
 	munmap(ro, PG);
 	free(data); free(pi); free(good);
@@ -530,24 +530,24 @@ static void test_queue_run(io_context_t ctx, int fd)
 	memset(pb, 0x33, 64);
 	io_prep_pwritevm(&io[1], fd, vb, 2, 0); /* bad PI: -EILSEQ */
 	io_set_callback(&io[1], cb);
-	CHECK_EQ(io_submit(ctx, 2, l), 2, "queue_run: submitted");
+	CHECK_EQ_MSG(io_submit(ctx, 2, l), 2, "queue_run: submitted");
 	for (int tries = 0; cb_calls < 2 && tries < 1000; tries++) {
 		if (io_queue_run(ctx) != 0)
 			break;
 		usleep(1000);
 	}
-	CHECK_EQ(cb_calls, 2, "io_queue_run called both callbacks");
+	CHECK_EQ_MSG(cb_calls, 2, "io_queue_run called both callbacks");
 	for (int i = 0; i < 2 && i < cb_calls; i++) {
 		if (cb_iocb[i] == &io[0])
-			CHECK_EQ(cb_res[i], 4096, "callback of the PI read");
+			CHECK_EQ_MSG(cb_res[i], 4096, "callback of the PI read");
 		else if (cb_iocb[i] == &io[1])
-			CHECK_EQ(cb_res[i], -EILSEQ, "callback of the bad PI write");
+			CHECK_EQ_MSG(cb_res[i], -EILSEQ, "callback of the bad PI write");
 		else
-			CHECK(0, "callback got the caller's iocb");
+			CHECKF(0, "callback got the caller's iocb");
 	}
 	uint8_t want[64];
 	expected_pi(T1_512, want, a, 4096, 0);
-	CHECK(memcmp(pa, want, 64) == 0, "PI delivered through io_queue_run");
+	CHECKF(memcmp(pa, want, 64) == 0, "PI delivered through io_queue_run");
 	free(a); free(b); free(pa); free(pb);
 }
 
@@ -558,16 +558,16 @@ static void test_cancel(io_context_t ctx, int fd)
 	struct iocb io, plain;
 	struct io_event ev;
 	io_prep_pread(&plain, fd, a, 4096, 0);
-	CHECK_EQ(submit1(ctx, &plain), 1, "plain read submitted");
+	CHECK_EQ_MSG(submit1(ctx, &plain), 1, "plain read submitted");
 	int want = io_cancel(ctx, &plain, &ev);
 	reap1(ctx, &ev);
 	io_prep_preadvm(&io, fd, va, 2, 0);
-	CHECK_EQ(submit1(ctx, &io), 1, "PI read submitted");
+	CHECK_EQ_MSG(submit1(ctx, &io), 1, "PI read submitted");
 	int r = io_cancel(ctx, &io, &ev);
-	CHECK_EQ(r, want, "io_cancel of a PI read answers as for a plain read");
-	CHECK_EQ(r, -EINVAL, "... which is -EINVAL");
-	CHECK_EQ(reap1(ctx, &ev), 1, "the PI read still completes");
-	CHECK(ev.obj == &io, "with the caller's iocb");
+	CHECK_EQ_MSG(r, want, "io_cancel of a PI read answers as for a plain read");
+	CHECK_EQ_MSG(r, -EINVAL, "... which is -EINVAL");
+	CHECK_EQ_MSG(reap1(ctx, &ev), 1, "the PI read still completes");
+	CHECKF(ev.obj == &io, "with the caller's iocb");
 	free(a); free(pa);
 }
 
@@ -577,13 +577,13 @@ static void test_short_read(io_context_t ctx, uint64_t *rng)
 	int fd = open_direct("short.dat", O_TRUNC);
 	uint8_t *d = xalloc(8192), *pi = xalloc(128), *back = xalloc(8192), *want = xalloc(128);
 	fill_random(d, 4096, rng);
-	CHECK_EQ(pwrite(fd, d, 4096, 0), 4096, "4 KiB file");
+	CHECK_EQ_MSG(pwrite(fd, d, 4096, 0), 4096, "4 KiB file");
 	memset(pi, 0xEE, 128);
-	CHECK_EQ(read_pi(ctx, fd, back, 8192, pi, 128, 0), 4096, "short read at EOF");
+	CHECK_EQ_MSG(read_pi(ctx, fd, back, 8192, pi, 128, 0), 4096, "short read at EOF");
 	expected_pi(T1_512, want, d, 4096, 0);
-	CHECK(memcmp(pi, want, 64) == 0, "tuples for the 8 intervals read");
+	CHECKF(memcmp(pi, want, 64) == 0, "tuples for the 8 intervals read");
 	uint8_t zero[64] = { 0 };
-	CHECK(memcmp(pi + 64, zero, 64) == 0, "intervals not read have zero tuples");
+	CHECKF(memcmp(pi + 64, zero, 64) == 0, "intervals not read have zero tuples");
 	/* Scattered iovecs (512-multiples, as O_DIRECT needs), out of order in
 	 * memory: tuples computed across iovec boundaries. */
 	struct iovec iov[4] = {
@@ -592,15 +592,15 @@ static void test_short_read(io_context_t ctx, uint64_t *rng)
 	struct iocb io;
 	struct io_event ev;
 	io_prep_preadvm(&io, fd, iov, 4, 0);
-	CHECK_EQ(submit1(ctx, &io), 1, "scattered PI read submitted");
-	CHECK_EQ(reap1(ctx, &ev), 1, "scattered PI read reaped");
-	CHECK_EQ((long)ev.res, 4096, "scattered read res");
+	CHECK_EQ_MSG(submit1(ctx, &io), 1, "scattered PI read submitted");
+	CHECK_EQ_MSG(reap1(ctx, &ev), 1, "scattered PI read reaped");
+	CHECK_EQ_MSG((long)ev.res, 4096, "scattered read res");
 	static uint8_t flat[4096];
 	memcpy(flat, back, 1536);
 	memcpy(flat + 1536, back + 4096, 1024);
 	memcpy(flat + 2560, back + 2048, 1536);
-	CHECK(memcmp(flat, d, 4096) == 0, "scattered data");
-	CHECK(memcmp(pi, want, 64) == 0, "scattered PI");
+	CHECKF(memcmp(flat, d, 4096) == 0, "scattered data");
+	CHECKF(memcmp(pi, want, 64) == 0, "scattered PI");
 	close(fd);
 	free(d); free(pi); free(back); free(want);
 }
@@ -634,7 +634,7 @@ int main(void)
 	test_queue_run(ctx, fd);
 	test_cancel(ctx, fd);
 	test_short_read(ctx, &rng);
-	CHECK_EQ(io_destroy(ctx), 0, "io_destroy");
+	CHECK_EQ_MSG(io_destroy(ctx), 0, "io_destroy");
 	close(fd);
-	return pi_finish();
+	return ctest_finish();
 }

@@ -97,7 +97,7 @@ static void test_threads(int fd)
 		pthread_join(s[t], NULL);
 	for (int t = 0; t < THREADS; t++)
 		pthread_join(r[t], NULL);
-	CHECK_EQ(reaped_total, THREADS * PER_THREAD, "every event reaped");
+	CHECK_EQ_MSG(reaped_total, THREADS * PER_THREAD, "every event reaped");
 	int once = 1, res_ok = 1, pi_ok = 1;
 	uint8_t want[NPI], *filebuf = xalloc(BLK);
 	for (int i = 0; i < THREADS * PER_THREAD; i++) {
@@ -123,9 +123,9 @@ static void test_threads(int fd)
 			}
 		}
 	}
-	CHECK(once, "each iocb delivered exactly once across %d reaper threads", THREADS);
-	CHECK(res_ok, "every res as specified (bytes, or -EILSEQ for bad PI)");
-	CHECK(pi_ok, "PI of every read correct; good writes landed, bad ones did not");
+	CHECKF(once, "each iocb delivered exactly once across %d reaper threads", THREADS);
+	CHECKF(res_ok, "every res as specified (bytes, or -EILSEQ for bad PI)");
+	CHECKF(pi_ok, "PI of every read correct; good writes landed, bad ones did not");
 	free(filebuf);
 	for (int i = 0; i < THREADS * PER_THREAD; i++) {
 		free(ops[i].data);
@@ -139,7 +139,7 @@ static void test_destroy_in_flight(int fd)
 {
 	enum { N = 32 };
 	io_context_t c2 = 0;
-	CHECK_EQ(io_setup(N, &c2), 0, "io_setup");
+	CHECK_EQ_MSG(io_setup(N, &c2), 0, "io_setup");
 	uint8_t *d[N], *p[N];
 	struct iovec iov[N][2];
 	struct iocb io[N], *l[N];
@@ -159,18 +159,18 @@ static void test_destroy_in_flight(int fd)
 		}
 		l[i] = &io[i];
 	}
-	CHECK_EQ(io_submit(c2, N, l), N, "PI batch submitted");
-	CHECK_EQ(io_destroy(c2), 0, "io_destroy with PI ops in flight");
+	CHECK_EQ_MSG(io_submit(c2, N, l), N, "PI batch submitted");
+	CHECK_EQ_MSG(io_destroy(c2), 0, "io_destroy with PI ops in flight");
 	/* A fresh context works and sees none of the old events. */
 	io_context_t c3 = 0;
-	CHECK_EQ(io_setup(N, &c3), 0, "io_setup again");
+	CHECK_EQ_MSG(io_setup(N, &c3), 0, "io_setup again");
 	struct io_event ev[N];
 	struct timespec ts = { 0, 100 * 1000 * 1000 };
-	CHECK_EQ(io_getevents(c3, 0, N, ev, &ts), 0, "no stale events");
-	CHECK_EQ(submit1(c3, &io[1]), 1, "PI read on the new context");
-	CHECK_EQ(reap1(c3, ev), 1, "reaped");
-	CHECK(ev[0].obj == &io[1] && (long)ev[0].res == 65536, "translated on the new context");
-	CHECK_EQ(io_destroy(c3), 0, "io_destroy");
+	CHECK_EQ_MSG(io_getevents(c3, 0, N, ev, &ts), 0, "no stale events");
+	CHECK_EQ_MSG(submit1(c3, &io[1]), 1, "PI read on the new context");
+	CHECK_EQ_MSG(reap1(c3, ev), 1, "reaped");
+	CHECKF(ev[0].obj == &io[1] && (long)ev[0].res == 65536, "translated on the new context");
+	CHECK_EQ_MSG(io_destroy(c3), 0, "io_destroy");
 	for (int i = 0; i < N; i++) {
 		free(d[i]);
 		free(p[i]);
@@ -236,8 +236,8 @@ static void test_destroy_frees(int fd)
 			before = rss_kib();
 	}
 	long growth = rss_kib() - before;
-	CHECK(ok, "400 rounds of submit + io_destroy with PI writes in flight");
-	CHECK(growth < 16 * 1024, "no leak of in-flight records: RSS grew %ld KiB", growth);
+	CHECKF(ok, "400 rounds of submit + io_destroy with PI writes in flight");
+	CHECKF(growth < 16 * 1024, "no leak of in-flight records: RSS grew %ld KiB", growth);
 	free(d);
 	free(p);
 }
@@ -252,9 +252,9 @@ int main(void)
 	if (ftruncate(fd, (off_t)THREADS * PER_THREAD * BLK) != 0)
 		return 77;
 	test_threads(fd);
-	CHECK_EQ(io_destroy(ctx), 0, "io_destroy");
+	CHECK_EQ_MSG(io_destroy(ctx), 0, "io_destroy");
 	test_destroy_in_flight(fd);
 	test_destroy_frees(fd);
 	close(fd);
-	return pi_finish();
+	return ctest_finish();
 }
