@@ -178,3 +178,38 @@ fn c_tests() {
         failures.join("\n----------------------------------------\n")
     );
 }
+
+/// The benchmark programs (`ctests/bench/*.c`, run by hand or by
+/// `.ci/bench.sh`, not here) still compile warning-free against the
+/// committed header, so they cannot rot between measurements.
+#[test]
+fn bench_programs_compile() {
+    let root = repo_root();
+    let lib = link_dir();
+    let dir = temp_dir("bench-compile");
+    let mut n = 0;
+    for e in std::fs::read_dir(root.join("ctests/bench")).expect("ctests/bench") {
+        let src = e.expect("dir entry").path();
+        if src.extension().and_then(|x| x.to_str()) != Some("c") {
+            continue;
+        }
+        let exe = dir.join(src.file_stem().expect("file name"));
+        let mut cmd = c_compiler();
+        cmd.arg(format!("-I{}", root.join("include").display()))
+            .arg(format!("-I{}", root.join("ctests").display()))
+            .arg(&src)
+            .arg("-o")
+            .arg(&exe)
+            .arg(format!("-L{}", lib.display()))
+            .arg("-laio")
+            .args(["-ldl", "-lpthread"]);
+        if let Err(e) = run_ok(&mut cmd, &format!("compiling {}", src.display())) {
+            panic!("{e}");
+        }
+        n += 1;
+    }
+    assert!(
+        n >= 2,
+        "expected the benchmark programs in ctests/bench, found {n}"
+    );
+}
