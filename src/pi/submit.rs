@@ -25,8 +25,9 @@ enum Outcome {
     /// A PI iocb refused with this error.
     Refused(i32),
     /// This many caller iocbs (a run of PI iocbs starting with the refused
-    /// one) are accepted, their shadows in flight; `stop`: the kernel
-    /// refused a shadow after them, so the batch ends here.
+    /// one) are accepted, their shadows in flight; `stop`: the iocb after
+    /// them failed (the kernel refused its shadow, or its memory failed a
+    /// check), so the batch ends here.
     Submitted { count: usize, stop: bool },
 }
 
@@ -38,8 +39,9 @@ struct Pending {
 }
 
 /// How many iocbs after a refused PI iocb are examined at once, so that a
-/// run of PI iocbs is submitted as one batch of shadows (one system call,
-/// one block-layer plug) instead of one refusal and one submission each.
+/// run of PI iocbs is checked together and its shadows go out in at most
+/// two system calls (see `submit_run`) instead of one refusal and one
+/// submission each.
 const LOOKAHEAD: usize = 64;
 
 /// The ring's `nr` (= the kernel's `ctx->nr_events`, to which it clamps a
