@@ -9,6 +9,10 @@
 //! in user space: the kernel validates them and answers `-EFAULT` where they
 //! are bad, so they are safe to call with any argument values.
 
+// `libc::SYS_* as i64` is a no-op on 64-bit targets and a widening on
+// 32-bit ones (where they are `c_long` = `i32`): keep the casts.
+#![allow(clippy::unnecessary_cast)]
+
 use core::ffi::c_long;
 
 #[cfg(target_arch = "x86_64")]
@@ -514,6 +518,52 @@ impl Default for SelfMem {
     }
 }
 
+/// Lowest address we accept as user memory without asking the kernel:
+/// Linux never maps below `vm.mmap_min_addr` (64 KiB by default, and 4 KiB
+/// at the very least) for unprivileged programs.
+const USER_MIN: usize = 4096;
+
+/// Highest user-space address + 1 (the kernel's `TASK_SIZE`, with room for
+/// 5-level paging on x86_64 and 52-bit VAs on aarch64).
+#[cfg(target_pointer_width = "64")]
+const USER_END: usize = 1 << 56;
+#[cfg(target_pointer_width = "32")]
+const USER_END: usize = 0xC000_0000;
+
+/// Whether `[addr, addr + len)` can be user memory at all.  This is the
+/// kernel's `access_ok()`, plus "not in the never-mapped first page": it
+/// rejects NULL, small integers and kernel addresses without a system call.
+/// It cannot know whether the range is mapped; callers only dereference
+/// ranges that passed this check where libaio itself dereferences them.
+#[inline(always)]
+pub fn plausible_user_range(addr: usize, len: usize) -> bool {
+    (USER_MIN..USER_END).contains(&addr) && len <= USER_END - addr
+}
+
+/// Store `val` at caller address `dst`, with the kernel checking `dst`
+/// (`-EFAULT` rather than a crash).  Where the kernel refuses
+/// `process_vm_writev` itself (a seccomp filter), fall back to a plain store
+/// if `dst` can be user memory, which is what libaio does unconditionally.
+// The fallback store trusts the caller exactly as libaio's `io_queue_init`
+// does (`*ctxp = NULL`); it is reached only where the kernel refuses to check.
+#[allow(clippy::not_unsafe_ptr_arg_deref)]
+pub fn write_user<T: Copy>(dst: *mut T, val: T) -> Result<(), i32> {
+    let size = core::mem::size_of::<T>();
+    // SAFETY: viewing a `Copy` value's bytes.
+    let bytes = unsafe { core::slice::from_raw_parts(&val as *const T as *const u8, size) };
+    match copy_to_user(dst as usize, bytes) {
+        0 => Ok(()),
+        r if r == -(libc::EFAULT as c_long) => Err(-libc::EFAULT),
+        _ if plausible_user_range(dst as usize, size) => {
+            // SAFETY: a user-space address the caller handed us to write a
+            // `T` to; the kernel could not check it for us.
+            unsafe { core::ptr::write_unaligned(dst, val) };
+            Ok(())
+        }
+        _ => Err(-libc::EFAULT),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -726,51 +776,5 @@ mod tests {
             copy_from_user_iov(&mut [&mut a], &bad_iov),
             -(libc::EINVAL as c_long)
         );
-    }
-}
-
-/// Lowest address we accept as user memory without asking the kernel:
-/// Linux never maps below `vm.mmap_min_addr` (64 KiB by default, and 4 KiB
-/// at the very least) for unprivileged programs.
-const USER_MIN: usize = 4096;
-
-/// Highest user-space address + 1 (the kernel's `TASK_SIZE`, with room for
-/// 5-level paging on x86_64 and 52-bit VAs on aarch64).
-#[cfg(target_pointer_width = "64")]
-const USER_END: usize = 1 << 56;
-#[cfg(target_pointer_width = "32")]
-const USER_END: usize = 0xC000_0000;
-
-/// Whether `[addr, addr + len)` can be user memory at all.  This is the
-/// kernel's `access_ok()`, plus "not in the never-mapped first page": it
-/// rejects NULL, small integers and kernel addresses without a system call.
-/// It cannot know whether the range is mapped; callers only dereference
-/// ranges that passed this check where libaio itself dereferences them.
-#[inline(always)]
-pub fn plausible_user_range(addr: usize, len: usize) -> bool {
-    addr >= USER_MIN && addr < USER_END && len <= USER_END - addr
-}
-
-/// Store `val` at caller address `dst`, with the kernel checking `dst`
-/// (`-EFAULT` rather than a crash).  Where the kernel refuses
-/// `process_vm_writev` itself (a seccomp filter), fall back to a plain store
-/// if `dst` can be user memory, which is what libaio does unconditionally.
-// The fallback store trusts the caller exactly as libaio's `io_queue_init`
-// does (`*ctxp = NULL`); it is reached only where the kernel refuses to check.
-#[allow(clippy::not_unsafe_ptr_arg_deref)]
-pub fn write_user<T: Copy>(dst: *mut T, val: T) -> Result<(), i32> {
-    let size = core::mem::size_of::<T>();
-    // SAFETY: viewing a `Copy` value's bytes.
-    let bytes = unsafe { core::slice::from_raw_parts(&val as *const T as *const u8, size) };
-    match copy_to_user(dst as usize, bytes) {
-        0 => Ok(()),
-        r if r == -(libc::EFAULT as c_long) => Err(-libc::EFAULT),
-        _ if plausible_user_range(dst as usize, size) => {
-            // SAFETY: a user-space address the caller handed us to write a
-            // `T` to; the kernel could not check it for us.
-            unsafe { core::ptr::write_unaligned(dst, val) };
-            Ok(())
-        }
-        _ => Err(-libc::EFAULT),
     }
 }

@@ -214,7 +214,7 @@ fn random_pi_io_matches_an_independent_computation() {
             interval: 4096,
         },
     ];
-    let mut rng = Rng(0x5EED_0F_7E57);
+    let mut rng = Rng(0x5E_ED0F_7E57);
     for round in 0..120 {
         let f = formats[round % formats.len()];
         // SAFETY: registered context.

@@ -147,7 +147,7 @@ fn reduce<const REFLECTED: bool>(acc: __m128i, c: &FoldConsts) -> u64 {
 /// The CPU must support the enabled features.
 #[target_feature(enable = "pclmulqdq,sse2,ssse3,sse4.1")]
 unsafe fn fold_buffer<const REFLECTED: bool>(data: &[u8], c: &FoldConsts) -> __m128i {
-    debug_assert!(!data.is_empty() && data.len() % 16 == 0);
+    debug_assert!(!data.is_empty() && data.len().is_multiple_of(16));
     let n = data.len();
     let p = data.as_ptr();
     let init = pair(c.init);
@@ -249,7 +249,7 @@ unsafe fn crc_intervals<const REFLECTED: bool>(
     mut emit: impl FnMut(usize, u64),
 ) {
     let blocks = interval & !15;
-    debug_assert!(blocks >= 16 && data.len() % interval == 0);
+    debug_assert!(blocks >= 16 && data.len().is_multiple_of(interval));
     let count = data.len() / interval;
     let mut i = 0;
     while i + LANES <= count {
@@ -305,7 +305,7 @@ pub(super) fn registers_of_intervals(
     wide: bool,
     mut emit: impl FnMut(usize, u64),
 ) -> bool {
-    assert!(interval >= 16 && data.len() % interval == 0);
+    assert!(interval >= 16 && data.len().is_multiple_of(interval));
     if wide && avx512::registers_of_intervals(data, interval, c, reflected, &mut emit) {
         return true;
     }

@@ -535,17 +535,17 @@ mod tests {
     /// both intervals, in a cycle.
     fn format_for_round(round: u32) -> Format {
         Format {
-            guard: if round % 2 == 0 {
+            guard: if round.is_multiple_of(2) {
                 Guard::Crc16
             } else {
                 Guard::Crc64
             },
-            pi_type: if round % 3 == 0 {
+            pi_type: if round.is_multiple_of(3) {
                 PiType::Type3
             } else {
                 PiType::Type1
             },
-            interval: if round % 5 == 0 { 4096 } else { 512 },
+            interval: if round.is_multiple_of(5) { 4096 } else { 512 },
         }
     }
 

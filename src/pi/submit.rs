@@ -358,7 +358,7 @@ fn prepare_run(
             Some(need)
                 if pi.iov_len != 0
                     && offset >= 0
-                    && offset as u64 % iv as u64 == 0
+                    && (offset as u64).is_multiple_of(iv as u64)
                     && total.unwrap_or(1) % iv == 0
                     && pi.iov_len >= need =>
             {

@@ -142,7 +142,7 @@ fn narrow(acc: __m512i, c: &FoldConsts) -> __m128i {
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,vpclmulqdq,pclmulqdq,sse2,ssse3,sse4.1")]
 unsafe fn fold_buffer<const REFLECTED: bool>(data: &[u8], c: &FoldConsts) -> __m128i {
     let n = data.len();
-    debug_assert!(n >= 256 && n % 16 == 0);
+    debug_assert!(n >= 256 && n.is_multiple_of(16));
     let p = data.as_ptr();
     let k256 = splat(c.k256);
     let mut a = [init4(c); 4];
@@ -278,7 +278,7 @@ pub(super) fn registers_of_intervals(
     if interval < 64 || !available() {
         return false;
     }
-    assert!(data.len() % interval == 0);
+    assert!(data.len().is_multiple_of(interval));
     let count = data.len() / interval;
     let mut i = 0;
     // Lockstep also for long intervals: at 4096 bytes it measured 5-8%
