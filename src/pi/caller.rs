@@ -191,7 +191,14 @@ impl CallerMem {
         if todo.is_empty() {
             return true;
         }
-        if sys::probe_readable(&todo) != 0 {
+        // Memory that cannot be user memory (page 0, kernel addresses,
+        // wrapping) is never proven, whatever a probe says, so that every
+        // proof is recorded in `pages` and `read` copies only from there.
+        if todo
+            .iter()
+            .any(|v| page_span(v.iov_base as usize, v.iov_len).is_none())
+            || sys::probe_readable(&todo) != 0
+        {
             return false;
         }
         for v in &todo {
