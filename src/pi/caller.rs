@@ -312,6 +312,9 @@ mod tests {
         assert_eq!((x, z), ([0xAB; 16], [0xAB; 16]));
         assert!(m.probe(&[r(b, 10), r(b + 2 * PG, PG)]));
         assert!(!m.probe(&[r(b + PG - 1, 2)]));
+        // Never a proof for what cannot be user memory.
+        assert!(!m.probe(&[r(0, 8)]) && !m.probe(&[r(usize::MAX - 7, 8)]));
+        assert_eq!(m.read_value::<u64>(0, 0), None);
         assert_eq!(m.read_value::<u64>(b + PG, 0), None);
         assert_eq!(
             m.read_value::<u64>(b + 2 * PG + 8, 0),
