@@ -20,7 +20,6 @@
 //! across calls: memory can be unmapped between them.
 
 use crate::sys;
-use core::ffi::c_void;
 
 /// The page granularity assumed for proofs: the smallest page size of any
 /// Linux target, so a proof never covers more than the kernel touched.
@@ -163,22 +162,6 @@ impl CallerMem {
         stop
     }
 
-    /// Read a `T` at caller address `addr` (directly if proven, else with a
-    /// kernel-checked copy), or `None` if the kernel cannot read it.
-    pub fn read_value<T: Copy>(&mut self, addr: usize, zero: T) -> Option<T> {
-        let mut v = zero;
-        let size = core::mem::size_of::<T>();
-        // SAFETY: `T: Copy` here is only ever a plain C struct or integer
-        // (iocbs, pointers), valid for any bit pattern; viewing our own
-        // value as bytes to fill it.
-        let bytes = unsafe { core::slice::from_raw_parts_mut(&mut v as *mut T as *mut u8, size) };
-        let remote = [libc::iovec {
-            iov_base: addr as *mut c_void,
-            iov_len: size,
-        }];
-        (self.read(&mut [bytes], &remote) == 1).then_some(v)
-    }
-
     /// Prove every byte of `ranges` readable (without copying): proven
     /// pages are skipped, the rest probed by the kernel
     /// (`sys::probe_readable`) and then proven.  `true` if all are.
@@ -250,6 +233,7 @@ impl Default for CallerMem {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use core::ffi::c_void;
 
     fn r(addr: usize, len: usize) -> libc::iovec {
         libc::iovec {
@@ -314,12 +298,11 @@ mod tests {
         assert!(!m.probe(&[r(b + PG - 1, 2)]));
         // Never a proof for what cannot be user memory.
         assert!(!m.probe(&[r(0, 8)]) && !m.probe(&[r(usize::MAX - 7, 8)]));
-        assert_eq!(m.read_value::<u64>(0, 0), None);
-        assert_eq!(m.read_value::<u64>(b + PG, 0), None);
-        assert_eq!(
-            m.read_value::<u64>(b + 2 * PG + 8, 0),
-            Some(0xABAB_ABAB_ABAB_ABAB)
-        );
+        let mut w = [0u8; 8];
+        assert_eq!(m.read(&mut [&mut w], &[r(0, 8)]), 0);
+        assert_eq!(m.read(&mut [&mut w], &[r(b + PG, 8)]), 0);
+        assert_eq!(m.read(&mut [&mut w], &[r(b + 2 * PG + 8, 8)]), 1);
+        assert_eq!(w, [0xAB; 8]);
         // Writes are always kernel-checked.
         assert_eq!(m.write(&[1, 2], &[r(b, 1), r(b + PG, 1)]), 1);
         // Writable proofs stop at the first range that is not writable.
