@@ -400,7 +400,6 @@ struct Checked {
 /// end of the run is touched.
 fn submit_run(ctx: usize, mem: &mut CallerMem, checked: Checked) -> Outcome {
     let Checked { cands, format } = checked;
-    let iv = format.interval;
     let mut group: Vec<Pending> = Vec::new();
     let mut count = 0;
     let mut split = false;
@@ -411,7 +410,7 @@ fn submit_run(ctx: usize, mem: &mut CallerMem, checked: Checked) -> Outcome {
                 return end;
             }
         }
-        let kind = match check_memory(mem, &k, &format, iv) {
+        let kind = match check_memory(mem, &k, &format) {
             Ok(kind) => kind,
             Err(e) => {
                 if let Some(end) = flush(ctx, group, &mut count) {
@@ -474,15 +473,10 @@ fn flush(ctx: usize, group: Vec<Pending>, count: &mut usize) -> Option<Outcome> 
 ///   verified against the data in place.
 ///
 /// `-EFAULT` if the kernel cannot show the memory usable.
-fn check_memory(
-    mem: &mut CallerMem,
-    k: &Candidate,
-    format: &Format,
-    iv: usize,
-) -> Result<Kind, i32> {
+fn check_memory(mem: &mut CallerMem, k: &Candidate, format: &Format) -> Result<Kind, i32> {
     // SAFETY: an integer field of the union.
     let offset = unsafe { k.io.u.c.offset };
-    let seed = offset as u64 / iv as u64;
+    let seed = offset as u64 / format.interval as u64;
     let pi = libc::iovec {
         iov_base: k.pi_addr as *mut c_void,
         iov_len: k.need,
