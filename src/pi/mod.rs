@@ -91,6 +91,8 @@ pub fn complete(_ctx: usize, events: *mut io_event, n: i32) {
     complete::complete(events, n)
 }
 
+pub use complete::{busy, delivery_cost};
+
 /// The `io_destroy` hook (after the kernel's successful destroy).
 #[inline]
 pub fn context_destroyed(ctx: usize) {
