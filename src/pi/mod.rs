@@ -32,6 +32,9 @@
 //!    recognises shadow events by their `obj` (the address of a shadow iocb
 //!    in a live record), computes read PI into the caller's PI buffer, and
 //!    rewrites the event to `obj` = caller's iocb, `data` = caller's data.
+//!    A read's shadow carries a tag in its `aio_data`, so that `reap` can
+//!    leave reads beyond its budget in the ring for the next call instead
+//!    of checksumming all of them before the program may submit again.
 //!
 //! Ordering, blocking, threads and exactly-once delivery are the kernel's:
 //! each shadow completion is handed to exactly one reaper, which alone
