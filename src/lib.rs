@@ -15,6 +15,9 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![deny(clippy::undocumented_unsafe_blocks)]
 #![warn(missing_docs)]
+// The crate docs are for the library's developers: module docs name the
+// private items that carry their design (`cargo doc --document-private-items`).
+#![allow(rustdoc::private_intra_doc_links)]
 
 #[allow(missing_docs)]
 pub mod abi;
