@@ -44,11 +44,12 @@
 //! the rest stays in the ring).  Once the proven span covers what the
 //! program reaps at a time, this costs nothing more.
 //!
-//! Emulated PI reads (see `pi`): while any is in flight, a user-space reap
-//! stops, once it has `min_nr` events and checksummed [`PI_REAP_BUDGET`]
-//! bytes of read data, before the next emulated read, and a wait in the
-//! kernel asks for `min_nr - k` events only; the rest stays in the ring for
-//! the next call.  A reap still takes at least one ready event, and reads
+//! Emulated PI reads (see `pi`): while any is in flight, a reap with
+//! `min_nr > 0` stops in user space, once it has `min_nr` events and
+//! checksummed [`PI_REAP_BUDGET`] bytes of read data, before the next
+//! emulated read, and a wait in the kernel asks for `min_nr - k` events
+//! only; the rest stays in the ring for the next call.  A poll
+//! (`min_nr == 0`) takes everything ready, as the kernel does, and reads
 //! that signal an eventfd are never held back.
 //!
 //! Signal masks: with a non-NULL `sigmask`, the kernel installs the mask for
@@ -263,16 +264,19 @@ fn kernel(
 /// checksumming its data first (~5 us per 64 KiB read here, the data cold
 /// from the device), and until the call returns the program cannot submit
 /// anything new: a device that completes in bursts (virtio-blk completes
-/// what it was given, then interrupts once) idles meanwhile.  So once
-/// `min_nr` is met and this much read data has been checksummed, a reap
-/// stops before the next emulated read and leaves it, and what follows it,
-/// in the ring for the next call (the kernel too returns whatever subset
-/// happened to be ready).  Events that cost nothing (plain ones, PI writes)
-/// never end a reap early, nor do reads that signal an eventfd
-/// (`IOCB_FLAG_RESFD`): a program driven by its eventfd may reap until a
-/// call returns fewer events than it asked for, then sleep on the eventfd,
-/// and must not leave any behind.  Every other program learns of
-/// completions only by calling again, which finds them at once.
+/// what it was given, then interrupts once) idles meanwhile.  So in a call
+/// that may wait (`min_nr > 0`: the program asked for at least that many,
+/// not for all that is ready), once `min_nr` is met and this much read data
+/// has been checksummed, the reap stops before the next emulated read and
+/// leaves it, and what follows it, in the ring for the next call (the
+/// kernel too returns whatever subset happened to be ready when it woke).
+/// Events that cost nothing (plain ones, PI writes) never end a reap
+/// early, nor do reads that signal an eventfd (`IOCB_FLAG_RESFD`), and a
+/// poll (`min_nr == 0`) takes all that is ready: a program driven by its
+/// eventfd, or polling, may reap until a call returns fewer events than it
+/// asked for and then sleep, and must not leave any behind.  A program
+/// that waits learns of completions only by calling again, which finds
+/// them at once.
 ///
 /// Measured with ctests/bench/pi_bench.c (64 KiB pwritevm+preadvm against
 /// pwritev+preadv, events arriving 4 or 8 at a time at QD8), old and new
@@ -361,8 +365,9 @@ fn try_user_space(
     // (io_destroy waits for us before unmapping the ring) and ours alone to
     // reap; its ring has `slots` slots (read at registration).
     let ring = unsafe { Ring::at(addr, slots) };
-    // With emulated PI in flight, the budget may take fewer than `nr`.
-    let (max, held_back) = if crate::pi::busy() {
+    // With emulated PI in flight, a call that may wait (`min_nr > 0`) may
+    // take fewer than `nr` (the budget, above); a poll takes all it can.
+    let (max, held_back) = if min_nr > 0 && crate::pi::busy() {
         let mut budget = PiBudget::new(min_nr);
         match ring.count_while(nr, |ev| budget.keep(ev)) {
             Ok(n) => (n, budget.held_back),
