@@ -1112,8 +1112,19 @@ mod tests {
         assert_eq!(f.check(&ev), 0);
     }
 
+    /// Runs `a_ring_moved_body` alone in a child process: between the
+    /// `mremap` and the mapping that then holds the old address, a test
+    /// running in parallel could map its own ring there (seen once in
+    /// `make check`), and the body's checks on the old address would meet
+    /// that ring.
     #[test]
     fn a_ring_moved_with_mremap_is_never_read_at_its_old_address() {
+        run_alone("reap::tests::a_ring_moved_body");
+    }
+
+    #[test]
+    #[ignore = "run by a_ring_moved_with_mremap_is_never_read_at_its_old_address in its own process"]
+    fn a_ring_moved_body() {
         let mut f = Fixture::new(1, 2);
         let old = f.ctx;
         f.submit(0, 1);
@@ -1181,13 +1192,14 @@ mod tests {
     /// which the stale reapers of this test would then reap from.
     #[test]
     fn destroy_while_other_threads_reap() {
+        run_alone("reap::tests::destroy_race_body");
+    }
+
+    /// Run the ignored test `name` alone, in a child process of this test
+    /// binary, and require that it passed.
+    fn run_alone(name: &str) {
         let out = std::process::Command::new(std::env::current_exe().unwrap())
-            .args([
-                "--exact",
-                "reap::tests::destroy_race_body",
-                "--ignored",
-                "--test-threads=1",
-            ])
+            .args(["--exact", name, "--ignored", "--test-threads=1"])
             .output()
             .unwrap();
         let text = String::from_utf8_lossy(&out.stdout);
