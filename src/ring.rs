@@ -85,15 +85,31 @@ impl Ring {
         Ok((head, tail))
     }
 
-    /// Number of events ready to be reaped.
-    #[inline]
-    pub fn ready(&self) -> Result<u32, NotUnderstood> {
+    /// `(head, tail, events ready between them)`, as [`Ring::head_tail`].
+    #[inline(always)]
+    fn head_tail_ready(&self) -> Result<(u32, u32, u32), NotUnderstood> {
         let (head, tail) = self.head_tail()?;
-        Ok(if tail >= head {
+        let ready = if tail >= head {
             tail - head
         } else {
             self.nr - head + tail
-        })
+        };
+        Ok((head, tail, ready))
+    }
+
+    /// The event slots, right after the 32-byte header (`header_length`,
+    /// checked at registration) inside the mapping.
+    #[inline(always)]
+    fn slots(&self) -> *const io_event {
+        // SAFETY: `Ring::at`'s contract: the mapping holds the header and
+        // `nr` events after it.
+        unsafe { self.base.add(size_of::<AioRingHeader>()) as *const io_event }
+    }
+
+    /// Number of events ready to be reaped.
+    #[inline]
+    pub fn ready(&self) -> Result<u32, NotUnderstood> {
+        Ok(self.head_tail_ready()?.2)
     }
 
     /// How many of the first `max` ready events, oldest first, `keep`
@@ -105,12 +121,9 @@ impl Ring {
         max: usize,
         mut keep: impl FnMut(&io_event) -> bool,
     ) -> Result<usize, NotUnderstood> {
-        let (head, tail) = self.head_tail()?;
-        let (head, tail, nr) = (head as usize, tail as usize, self.nr as usize);
-        let ready = (tail + nr - head) % nr;
-        // SAFETY: the event array starts right after the 32-byte header
-        // inside the mapping (as in `take`).
-        let slots = unsafe { self.base.add(size_of::<AioRingHeader>()) } as *const io_event;
+        let (head, _, ready) = self.head_tail_ready()?;
+        let (head, ready, nr) = (head as usize, ready as usize, self.nr as usize);
+        let slots = self.slots();
         for i in 0..ready.min(max) {
             // SAFETY: slot (head + i) % nr is inside the ring and holds a
             // published event (before `tail`, loaded with Acquire) that the
@@ -137,18 +150,12 @@ impl Ring {
         out: *mut io_event,
         max: usize,
     ) -> Result<(usize, usize), NotUnderstood> {
-        let (head, tail) = self.head_tail()?;
-        let ready = if tail >= head {
-            tail - head
-        } else {
-            self.nr - head + tail
-        } as usize;
+        let (head, tail, ready) = self.head_tail_ready()?;
+        let ready = ready as usize;
         if ready == 0 || max == 0 {
             return Ok((0, ready));
         }
-        // SAFETY: the event array starts right after the 32-byte header
-        // (`header_length`, checked at registration) inside the mapping.
-        let slots = unsafe { self.base.add(size_of::<AioRingHeader>()) } as *const io_event;
+        let slots = self.slots();
         let (head, nr) = (head as usize, self.nr as usize);
         // Up to two runs: [head, tail) or [head, nr) then [0, tail).
         let first_end = if tail as usize >= head {
