@@ -148,8 +148,18 @@ fn split(rng: &mut Rng, buf: &mut Buf, len: usize, pi: &mut Buf) -> Vec<libc::io
     v
 }
 
-fn run_one(ctx: io_context_t, iocb_: &mut iocb) -> i64 {
-    let mut list = [iocb_ as *mut iocb];
+/// Prepare a PI write (or read) of `iov` at `offset` with the exported
+/// `io_prep_*vm`, submit it alone and wait for it: its `res`.
+fn run_pi(ctx: io_context_t, fd: i32, write: bool, iov: &[libc::iovec], offset: i64) -> i64 {
+    let prep = if write {
+        ffi::io_prep_pwritevm
+    } else {
+        ffi::io_prep_preadvm
+    };
+    let mut io = iocb::zeroed();
+    // SAFETY: the iovecs point at live buffers the caller owns.
+    unsafe { prep(&mut io, fd, iov.as_ptr().cast(), iov.len() as i32, offset) };
+    let mut list = [&mut io as *mut iocb];
     // SAFETY: valid context, iocb and buffers owned by the caller.
     let r = unsafe { ffi::io_submit(ctx, 1, list.as_mut_ptr()) };
     if r != 1 {
@@ -159,7 +169,10 @@ fn run_one(ctx: io_context_t, iocb_: &mut iocb) -> i64 {
     // SAFETY: one event of room; blocking wait.
     let n = unsafe { ffi::io_getevents(ctx, 1, 1, &mut ev, std::ptr::null_mut()) };
     assert_eq!(n, 1);
-    assert_eq!(ev.obj, iocb_ as *mut iocb, "event names the caller's iocb");
+    assert_eq!(
+        ev.obj, &mut io as *mut iocb,
+        "event names the caller's iocb"
+    );
     ev.res as i64
 }
 
@@ -236,19 +249,8 @@ fn random_pi_io_matches_an_independent_computation() {
 
         // Good write.
         let iov = split(&mut rng, &mut data, len, &mut pi);
-        let mut io = iocb::zeroed();
-        // SAFETY: iovecs point at live buffers.
-        unsafe {
-            ffi::io_prep_pwritevm(
-                &mut io,
-                fd,
-                iov.as_ptr().cast(),
-                iov.len() as i32,
-                offset as i64,
-            )
-        };
         assert_eq!(
-            run_one(ctx, &mut io),
+            run_pi(ctx, fd, true, &iov, offset as i64),
             len as i64,
             "round {round} {f:?}: write"
         );
@@ -268,18 +270,8 @@ fn random_pi_io_matches_an_independent_computation() {
             bad_pi.bytes()[t * f.tuple()] ^= 1 << bit;
         }
         let iov = split(&mut rng, &mut bad, len, &mut bad_pi);
-        // SAFETY: as above.
-        unsafe {
-            ffi::io_prep_pwritevm(
-                &mut io,
-                fd,
-                iov.as_ptr().cast(),
-                iov.len() as i32,
-                offset as i64,
-            )
-        };
         assert_eq!(
-            run_one(ctx, &mut io),
+            run_pi(ctx, fd, true, &iov, offset as i64),
             -(libc::EILSEQ as i64),
             "round {round} {f:?}: corruption"
         );
@@ -289,18 +281,8 @@ fn random_pi_io_matches_an_independent_computation() {
         let mut back_pi = Buf::new(n * f.tuple());
         back_pi.bytes().fill(0xEE);
         let iov = split(&mut rng, &mut back, len, &mut back_pi);
-        // SAFETY: as above.
-        unsafe {
-            ffi::io_prep_preadvm(
-                &mut io,
-                fd,
-                iov.as_ptr().cast(),
-                iov.len() as i32,
-                offset as i64,
-            )
-        };
         assert_eq!(
-            run_one(ctx, &mut io),
+            run_pi(ctx, fd, false, &iov, offset as i64),
             len as i64,
             "round {round} {f:?}: read"
         );
