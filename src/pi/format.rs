@@ -561,17 +561,23 @@ mod tests {
         cuts
     }
 
+    /// A round's format, interval count and random data (1-20 intervals).
+    fn round_data(rng: &mut Rng, round: u32) -> (Format, usize, Vec<u8>) {
+        let f = format_for_round(round);
+        let n = 1 + rng.below(20) as usize;
+        let mut data = vec![0u8; n * f.interval];
+        rng.fill(&mut data);
+        (f, n, data)
+    }
+
     /// Property: tuples over random scattered segments equal an independent
     /// per-interval computation (bitwise CRCs, hand-built tuples).
     #[test]
     fn scattered_generation_matches_independent_computation() {
         let mut rng = Rng::new(0xC0FFEE);
         for round in 0..300 {
-            let f = format_for_round(round);
-            let n = 1 + rng.below(20) as usize;
-            let total = n * f.interval;
-            let mut data = vec![0u8; total];
-            rng.fill(&mut data);
+            let (f, n, data) = round_data(&mut rng, round);
+            let total = data.len();
             // Random split into segments (some empty).
             let cuts = random_cuts(&mut rng, total, 1);
             let segs: Vec<&[u8]> = cuts.windows(2).map(|w| &data[w[0]..w[1]]).collect();
@@ -613,11 +619,8 @@ mod tests {
     fn scattered_verification_matches_contiguous_verification() {
         let mut rng = Rng::new(0x5EC5);
         for round in 0..400 {
-            let f = format_for_round(round);
-            let n = 1 + rng.below(20) as usize;
-            let total = n * f.interval;
-            let mut data = vec![0u8; total];
-            rng.fill(&mut data);
+            let (f, n, mut data) = round_data(&mut rng, round);
+            let total = data.len();
             let seed = rng.next() >> rng.below(64);
             let ts = f.tuple_size();
             let mut pi = vec![0u8; n * ts];
