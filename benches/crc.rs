@@ -34,100 +34,186 @@ fn data() -> Vec<u8> {
         .collect()
 }
 
-fn t10dif(c: &mut Criterion) {
-    let d = data();
-    for interval in [512usize, 4096] {
-        let n = TOTAL / interval;
-        let mut g = c.benchmark_group(format!("t10dif_{interval}"));
-        g.throughput(Throughput::Bytes(TOTAL as u64));
-        let mut out = vec![0u16; n];
-        // Same answer from every contender, or the numbers mean nothing.
-        crc16_t10dif_intervals(&d, interval, &mut out);
-        for (i, ch) in d.chunks_exact(interval).enumerate() {
-            assert_eq!(out[i], TABLE16.checksum(ch));
-            assert_eq!(
-                out[i] as u64,
-                crc_fast::checksum(CrcAlgorithm::Crc16T10Dif, ch)
-            );
-        }
-        g.bench_function(BenchmarkId::new("crc_table16", interval), |b| {
-            b.iter(|| {
-                for (o, ch) in out.iter_mut().zip(black_box(&d).chunks_exact(interval)) {
-                    *o = TABLE16.checksum(ch);
-                }
-                black_box(&out);
-            })
-        });
-        g.bench_function(BenchmarkId::new("ours_single", interval), |b| {
-            b.iter(|| {
-                for (o, ch) in out.iter_mut().zip(black_box(&d).chunks_exact(interval)) {
-                    *o = crc16_t10dif(ch);
-                }
-                black_box(&out);
-            })
-        });
-        g.bench_function(BenchmarkId::new("ours_intervals", interval), |b| {
-            b.iter(|| {
-                crc16_t10dif_intervals(black_box(&d), interval, &mut out);
-                black_box(&out);
-            })
-        });
-        g.bench_function(BenchmarkId::new("crc_fast", interval), |b| {
-            b.iter(|| {
-                for (o, ch) in out.iter_mut().zip(black_box(&d).chunks_exact(interval)) {
-                    *o = crc_fast::checksum(CrcAlgorithm::Crc16T10Dif, ch) as u16;
-                }
-                black_box(&out);
-            })
-        });
-        g.finish();
+/// One CRC as this bench compares it: how each contender computes it.
+/// Generic over the functions (closures and function items are types of
+/// their own), so every contender's call is direct and inlinable, as if
+/// written out.
+#[derive(Clone, Copy)]
+struct Subject<Table, Single, Intervals, Fast> {
+    name: &'static str,
+    /// The `crc` crate's `Table<16>` (the reference).
+    table: Table,
+    /// Ours, one interval per call.
+    single: Single,
+    /// Ours, all intervals in one call.
+    intervals: Intervals,
+    /// crc-fast, as it answers (a `u64`).
+    fast: Fast,
+}
+
+/// A checksum as the benches store it.
+trait Sum: Copy + Default + PartialEq + std::fmt::Debug + Into<u64> {
+    /// crc-fast's `u64` answer, stored at this width.
+    fn narrow(v: u64) -> Self;
+}
+
+impl Sum for u16 {
+    fn narrow(v: u64) -> u16 {
+        v as u16
     }
 }
 
-fn nvme(c: &mut Criterion) {
-    let d = data();
-    for interval in [512usize, 4096] {
-        let n = TOTAL / interval;
-        let mut g = c.benchmark_group(format!("nvme_{interval}"));
-        g.throughput(Throughput::Bytes(TOTAL as u64));
-        let mut out = vec![0u64; n];
-        crc64_nvme_intervals(&d, interval, &mut out);
-        for (i, ch) in d.chunks_exact(interval).enumerate() {
-            assert_eq!(out[i], TABLE64.checksum(ch));
-            assert_eq!(out[i], crc_fast::checksum(CrcAlgorithm::Crc64Nvme, ch));
-        }
-        g.bench_function(BenchmarkId::new("crc_table16", interval), |b| {
-            b.iter(|| {
-                for (o, ch) in out.iter_mut().zip(black_box(&d).chunks_exact(interval)) {
-                    *o = TABLE64.checksum(ch);
-                }
-                black_box(&out);
-            })
-        });
-        g.bench_function(BenchmarkId::new("ours_single", interval), |b| {
-            b.iter(|| {
-                for (o, ch) in out.iter_mut().zip(black_box(&d).chunks_exact(interval)) {
-                    *o = crc64_nvme(ch);
-                }
-                black_box(&out);
-            })
-        });
-        g.bench_function(BenchmarkId::new("ours_intervals", interval), |b| {
-            b.iter(|| {
-                crc64_nvme_intervals(black_box(&d), interval, &mut out);
-                black_box(&out);
-            })
-        });
-        g.bench_function(BenchmarkId::new("crc_fast", interval), |b| {
-            b.iter(|| {
-                for (o, ch) in out.iter_mut().zip(black_box(&d).chunks_exact(interval)) {
-                    *o = crc_fast::checksum(CrcAlgorithm::Crc64Nvme, ch);
-                }
-                black_box(&out);
-            })
-        });
-        g.finish();
+impl Sum for u64 {
+    fn narrow(v: u64) -> u64 {
+        v
     }
+}
+
+/// `out[i] = f(interval i of d)`.
+#[inline(always)]
+fn each<T>(d: &[u8], interval: usize, out: &mut [T], f: impl Fn(&[u8]) -> T) {
+    for (o, ch) in out.iter_mut().zip(black_box(d).chunks_exact(interval)) {
+        *o = f(ch);
+    }
+    black_box(out);
+}
+
+impl<T, Tb, Sg, Iv, Fs> Subject<Tb, Sg, Iv, Fs>
+where
+    T: Sum,
+    Tb: Fn(&[u8]) -> T + Copy,
+    Sg: Fn(&[u8]) -> T + Copy,
+    Iv: Fn(&[u8], usize, &mut [T]) + Copy,
+    Fs: Fn(&[u8]) -> u64 + Copy,
+{
+    /// The criterion group `{name}_{interval}` for both intervals.
+    fn group(self, c: &mut Criterion) {
+        let d = data();
+        for interval in [512usize, 4096] {
+            let n = TOTAL / interval;
+            let mut g = c.benchmark_group(format!("{}_{interval}", self.name));
+            g.throughput(Throughput::Bytes(TOTAL as u64));
+            let mut out = vec![T::default(); n];
+            // Same answer from every contender, or the numbers mean nothing.
+            (self.intervals)(&d, interval, &mut out);
+            for (i, ch) in d.chunks_exact(interval).enumerate() {
+                assert_eq!(out[i], (self.table)(ch));
+                assert_eq!(out[i].into(), (self.fast)(ch));
+            }
+            let Subject {
+                table,
+                single,
+                intervals,
+                fast,
+                ..
+            } = self;
+            g.bench_function(BenchmarkId::new("crc_table16", interval), |b| {
+                b.iter(|| each(&d, interval, &mut out, table))
+            });
+            g.bench_function(BenchmarkId::new("ours_single", interval), |b| {
+                b.iter(|| each(&d, interval, &mut out, single))
+            });
+            g.bench_function(BenchmarkId::new("ours_intervals", interval), |b| {
+                b.iter(|| {
+                    intervals(black_box(&d), interval, &mut out);
+                    black_box(&out);
+                })
+            });
+            g.bench_function(BenchmarkId::new("crc_fast", interval), |b| {
+                b.iter(|| each(&d, interval, &mut out, |ch| T::narrow(fast(ch))))
+            });
+            g.finish();
+        }
+    }
+
+    /// The four contenders over `interval`-byte intervals of `d`, for the
+    /// alternating pass, each with an output buffer of its own.
+    fn contenders<'a>(self, d: &'a [u8], interval: usize) -> Vec<Contender<'a>>
+    where
+        T: 'a,
+        Tb: 'a,
+        Sg: 'a,
+        Iv: 'a,
+        Fs: 'a,
+    {
+        let n = TOTAL / interval;
+        let Subject {
+            table,
+            single,
+            intervals,
+            fast,
+            ..
+        } = self;
+        let (mut a, mut b, mut c, mut e) = (
+            vec![T::default(); n],
+            vec![T::default(); n],
+            vec![T::default(); n],
+            vec![T::default(); n],
+        );
+        vec![
+            (
+                "crc_table16",
+                Box::new(move || each(d, interval, &mut a, table)),
+            ),
+            (
+                "ours_single",
+                Box::new(move || each(d, interval, &mut b, single)),
+            ),
+            (
+                "ours_intervals",
+                Box::new(move || {
+                    intervals(black_box(d), interval, &mut c);
+                    black_box(&c);
+                }),
+            ),
+            (
+                "crc_fast",
+                Box::new(move || each(d, interval, &mut e, |ch| T::narrow(fast(ch)))),
+            ),
+        ]
+    }
+}
+
+/// CRC-16/T10-DIF (8-byte T10 tuples).
+#[allow(clippy::type_complexity)]
+fn t10dif_crc() -> Subject<
+    impl Fn(&[u8]) -> u16 + Copy,
+    impl Fn(&[u8]) -> u16 + Copy,
+    impl Fn(&[u8], usize, &mut [u16]) + Copy,
+    impl Fn(&[u8]) -> u64 + Copy,
+> {
+    Subject {
+        name: "t10dif",
+        table: |b: &[u8]| TABLE16.checksum(b),
+        single: crc16_t10dif,
+        intervals: crc16_t10dif_intervals,
+        fast: |b: &[u8]| crc_fast::checksum(CrcAlgorithm::Crc16T10Dif, b),
+    }
+}
+
+/// CRC-64/NVME (16-byte NVMe tuples).
+#[allow(clippy::type_complexity)]
+fn nvme_crc() -> Subject<
+    impl Fn(&[u8]) -> u64 + Copy,
+    impl Fn(&[u8]) -> u64 + Copy,
+    impl Fn(&[u8], usize, &mut [u64]) + Copy,
+    impl Fn(&[u8]) -> u64 + Copy,
+> {
+    Subject {
+        name: "nvme",
+        table: |b: &[u8]| TABLE64.checksum(b),
+        single: crc64_nvme,
+        intervals: crc64_nvme_intervals,
+        fast: |b: &[u8]| crc_fast::checksum(CrcAlgorithm::Crc64Nvme, b),
+    }
+}
+
+fn t10dif(c: &mut Criterion) {
+    t10dif_crc().group(c)
+}
+
+fn nvme(c: &mut Criterion) {
+    nvme_crc().group(c)
 }
 
 fn config() -> Criterion {
@@ -185,86 +271,14 @@ fn alternating(group: &str, contenders: &mut [Contender<'_>]) {
 fn alternating_report() {
     let d = &data();
     for interval in [512usize, 4096] {
-        let n = TOTAL / interval;
-        let chunks = move || black_box(d).chunks_exact(interval);
-        let (mut a, mut b, mut c, mut e) =
-            (vec![0u16; n], vec![0u16; n], vec![0u16; n], vec![0u16; n]);
-        let mut c16: Vec<Contender<'_>> = vec![
-            (
-                "crc_table16",
-                Box::new(move || {
-                    for (o, ch) in a.iter_mut().zip(chunks()) {
-                        *o = TABLE16.checksum(ch);
-                    }
-                    black_box(&a);
-                }),
-            ),
-            (
-                "ours_single",
-                Box::new(move || {
-                    for (o, ch) in b.iter_mut().zip(chunks()) {
-                        *o = crc16_t10dif(ch);
-                    }
-                    black_box(&b);
-                }),
-            ),
-            (
-                "ours_intervals",
-                Box::new(move || {
-                    crc16_t10dif_intervals(black_box(d), interval, &mut c);
-                    black_box(&c);
-                }),
-            ),
-            (
-                "crc_fast",
-                Box::new(move || {
-                    for (o, ch) in e.iter_mut().zip(chunks()) {
-                        *o = crc_fast::checksum(CrcAlgorithm::Crc16T10Dif, ch) as u16;
-                    }
-                    black_box(&e);
-                }),
-            ),
-        ];
-        alternating(&format!("t10dif_{interval}"), &mut c16);
-        let (mut a, mut b, mut c, mut e) =
-            (vec![0u64; n], vec![0u64; n], vec![0u64; n], vec![0u64; n]);
-        let mut c64: Vec<Contender<'_>> = vec![
-            (
-                "crc_table16",
-                Box::new(move || {
-                    for (o, ch) in a.iter_mut().zip(chunks()) {
-                        *o = TABLE64.checksum(ch);
-                    }
-                    black_box(&a);
-                }),
-            ),
-            (
-                "ours_single",
-                Box::new(move || {
-                    for (o, ch) in b.iter_mut().zip(chunks()) {
-                        *o = crc64_nvme(ch);
-                    }
-                    black_box(&b);
-                }),
-            ),
-            (
-                "ours_intervals",
-                Box::new(move || {
-                    crc64_nvme_intervals(black_box(d), interval, &mut c);
-                    black_box(&c);
-                }),
-            ),
-            (
-                "crc_fast",
-                Box::new(move || {
-                    for (o, ch) in e.iter_mut().zip(chunks()) {
-                        *o = crc_fast::checksum(CrcAlgorithm::Crc64Nvme, ch);
-                    }
-                    black_box(&e);
-                }),
-            ),
-        ];
-        alternating(&format!("nvme_{interval}"), &mut c64);
+        alternating(
+            &format!("t10dif_{interval}"),
+            &mut t10dif_crc().contenders(d, interval),
+        );
+        alternating(
+            &format!("nvme_{interval}"),
+            &mut nvme_crc().contenders(d, interval),
+        );
     }
 }
 
