@@ -232,14 +232,43 @@ impl Format {
     /// tuples, where `total` is the segments' length; `Mismatch::index`
     /// counts intervals from the first segment's start.
     pub fn verify_segments(&self, segs: &[&[u8]], seed: u64, pi: &[u8]) -> Result<(), Mismatch> {
-        let iv = self.interval;
         let ts = self.tuple_size();
+        self.for_each_run(segs, |idx, run| {
+            self.verify(run, seed.wrapping_add(idx as u64), &pi[idx * ts..])
+                .map_err(|e| Mismatch {
+                    index: idx + e.index,
+                })
+        })
+    }
+
+    /// [`generate`](Self::generate) over data scattered in `segs` (in
+    /// order; an interval may straddle segments).  Generates exactly
+    /// `total / interval` tuples, where `total` is the segments' length.
+    pub fn generate_segments(&self, segs: &[&[u8]], seed: u64, out: &mut [u8]) {
+        let ts = self.tuple_size();
+        let done: Result<(), core::convert::Infallible> = self.for_each_run(segs, |idx, run| {
+            self.generate(run, seed.wrapping_add(idx as u64), &mut out[idx * ts..]);
+            Ok(())
+        });
+        let Ok(()) = done;
+    }
+
+    /// Walk data scattered in `segs` (in order) as runs of whole
+    /// intervals: `f(idx, run)` for each, `idx` being the number of the
+    /// run's first interval counted from the first segment's start.  A run
+    /// lies in the caller's segment where its intervals do; an interval
+    /// that straddles segments is copied, alone, into a stack buffer.
+    /// Bytes after the last whole interval are ignored.  Stops at the first
+    /// error of `f`.
+    fn for_each_run<E>(
+        &self,
+        segs: &[&[u8]],
+        mut f: impl FnMut(usize, &[u8]) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let iv = self.interval;
         let mut carry = [0u8; MAX_INTERVAL];
         let mut carry_len = 0;
         let mut idx = 0usize;
-        let at = |idx: usize, e: Mismatch| Mismatch {
-            index: idx + e.index,
-        };
         for seg in segs {
             let mut s: &[u8] = seg;
             if carry_len > 0 {
@@ -248,16 +277,14 @@ impl Format {
                 carry_len += take;
                 s = &s[take..];
                 if carry_len == iv {
-                    self.verify(&carry[..iv], seed.wrapping_add(idx as u64), &pi[idx * ts..])
-                        .map_err(|e| at(idx, e))?;
+                    f(idx, &carry[..iv])?;
                     idx += 1;
                     carry_len = 0;
                 }
             }
             let full = s.len() / iv * iv;
             if full > 0 {
-                self.verify(&s[..full], seed.wrapping_add(idx as u64), &pi[idx * ts..])
-                    .map_err(|e| at(idx, e))?;
+                f(idx, &s[..full])?;
                 idx += full / iv;
             }
             let rest = &s[full..];
@@ -265,45 +292,6 @@ impl Format {
             carry_len += rest.len();
         }
         Ok(())
-    }
-
-    /// [`generate`](Self::generate) over data scattered in `segs` (in
-    /// order; an interval may straddle segments).  Generates exactly
-    /// `total / interval` tuples, where `total` is the segments' length.
-    pub fn generate_segments(&self, segs: &[&[u8]], seed: u64, out: &mut [u8]) {
-        let iv = self.interval;
-        let ts = self.tuple_size();
-        let mut carry = [0u8; MAX_INTERVAL];
-        let mut carry_len = 0;
-        let mut idx = 0usize;
-        for seg in segs {
-            let mut s: &[u8] = seg;
-            if carry_len > 0 {
-                let take = (iv - carry_len).min(s.len());
-                carry[carry_len..carry_len + take].copy_from_slice(&s[..take]);
-                carry_len += take;
-                s = &s[take..];
-                if carry_len == iv {
-                    let g = self.guard_of(&carry[..iv]);
-                    let r = self.ref_tag(seed.wrapping_add(idx as u64));
-                    self.put_tuple(&mut out[idx * ts..(idx + 1) * ts], g, 0, r);
-                    idx += 1;
-                    carry_len = 0;
-                }
-            }
-            let full = s.len() / iv * iv;
-            if full > 0 {
-                self.generate(
-                    &s[..full],
-                    seed.wrapping_add(idx as u64),
-                    &mut out[idx * ts..],
-                );
-                idx += full / iv;
-            }
-            let rest = &s[full..];
-            carry[carry_len..carry_len + rest.len()].copy_from_slice(rest);
-            carry_len += rest.len();
-        }
     }
 }
 
