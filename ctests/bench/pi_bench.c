@@ -6,7 +6,7 @@
  *   ln -sf libaio.so target/release/libaio.so.1
  *   gcc -std=gnu11 -O2 -D_GNU_SOURCE -Iinclude -Ictests ctests/bench/pi_bench.c \
  *       -o target/pi_bench -Ltarget/release -laio -Wl,-rpath,$PWD/target/release
- *   cd target && ./pi_bench [rounds] [ops_per_round] [qd] [plain|pi]
+ *   cd target && ./pi_bench [rounds] [ops_per_round] [qd] [plain|pi|both] [write|read]
  * It prints MiB/s of every round (A and B interleaved, to share the noise),
  * the medians and the ratio B/A. */
 #include "pi_common.h"
@@ -43,12 +43,16 @@ struct slot {
 };
 
 static uint8_t *wbuf, *wpi_table;
+/* Which operations the stream has: 'a' alternating writes and reads (the
+ * default), 'w' writes only, 'r' reads only. */
+static char mix = 'a';
 
 static void prep(struct slot *s, int fd, long j, int pi)
 {
 	long blk = j / 2 % SLOTS;
 	long long off = (long long)blk * BLK;
-	if (j % 2 == 0) { /* write */
+	int write = mix == 'a' ? j % 2 == 0 : mix == 'w';
+	if (write) {
 		s->iov[0] = (struct iovec){ wbuf, BLK };
 		s->iov[1] = (struct iovec){ wpi_table + blk * PIB, PIB };
 		if (pi)
@@ -114,8 +118,11 @@ int main(int argc, char **argv)
 	long ops = argc > 2 ? atol(argv[2]) : 4096;
 	int qd = argc > 3 ? atoi(argv[3]) : 8;
 	/* Optional 4th argument "plain" or "pi": run only that mode (for
-	 * `perf stat` CPU-per-operation comparisons). */
+	 * `perf stat` CPU-per-operation comparisons; anything else: both).
+	 * Optional 5th: "write" or "read" for a stream of that operation only. */
 	const char *only = argc > 4 ? argv[4] : "";
+	if (argc > 5)
+		mix = argv[5][0] == 'w' ? 'w' : argv[5][0] == 'r' ? 'r' : 'a';
 	if (qd < 1 || qd > 256)
 		qd = 8;
 	int fd = open("pi_bench.dat", O_RDWR | O_CREAT | O_DIRECT, 0644);
@@ -163,6 +170,7 @@ int main(int argc, char **argv)
 	/* Sanity (not timed): a PI read of every block returns correct PI. */
 	uint8_t want[PIB];
 	int okpi = 1, checked = 0;
+	mix = 'a'; /* odd j: a read */
 	for (long blk = 0; blk < SLOTS; blk += 37) {
 		struct io_event ev;
 		prep(&slots[0], fd, 2 * blk + 1, 1);
