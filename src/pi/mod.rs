@@ -66,7 +66,8 @@
 //!
 //! A run of PI iocbs is checked as a whole (each kind of check once for
 //! all of them) and its shadows go out in order, in groups split before
-//! each write's verification ([`submit`]).
+//! the verification of the run's 1st, 2nd, 3rd, 5th, 9th, ... write
+//! ([`submit`]).
 //!
 //! The default format and the others are in [`crate::pi::format`]; the
 //! format is chosen per context (`io_set_pi_format`) and fixed for an iocb
