@@ -44,14 +44,6 @@
 //! the rest stays in the ring).  Once the proven span covers what the
 //! program reaps at a time, this costs nothing more.
 //!
-//! Emulated PI reads (see `pi`): while any is in flight, a reap with
-//! `min_nr > 0` stops in user space, once it has `min_nr` events and
-//! checksummed [`PI_REAP_BUDGET`] bytes of read data, before the next
-//! emulated read, and a wait in the kernel asks for `min_nr - k` events
-//! only; the rest stays in the ring for the next call.  A poll
-//! (`min_nr == 0`) takes everything ready, as the kernel does, and reads
-//! that signal an eventfd are never held back.
-//!
 //! Signal masks: with a non-NULL `sigmask`, the kernel installs the mask for
 //! the call and delivers a pending, newly unblocked signal even when events
 //! are ready, returning the events.  We cannot reproduce that in user space,
@@ -259,72 +251,11 @@ fn kernel(
     syscall(call, ctx, min_nr, nr, events, timeout)
 }
 
-/// How much read-PI checksumming (bytes of data) one reap takes on beyond
-/// the events `min_nr` requires.  Delivering an emulated PI read means
-/// checksumming its data first (~5 us per 64 KiB read here, the data cold
-/// from the device), and until the call returns the program cannot submit
-/// anything new: a device that completes in bursts (virtio-blk completes
-/// what it was given, then interrupts once) idles meanwhile.  So in a call
-/// that may wait (`min_nr > 0`: the program asked for at least that many,
-/// not for all that is ready), once `min_nr` is met and this much read data
-/// has been checksummed, the reap stops before the next emulated read and
-/// leaves it, and what follows it, in the ring for the next call (the
-/// kernel too returns whatever subset happened to be ready when it woke).
-/// Events that cost nothing (plain ones, PI writes) never end a reap
-/// early, nor do reads that signal an eventfd (`IOCB_FLAG_RESFD`), and a
-/// poll (`min_nr == 0`) takes all that is ready: a program driven by its
-/// eventfd, or polling, may reap until a call returns fewer events than it
-/// asked for and then sleep, and must not leave any behind.  A program
-/// that waits learns of completions only by calling again, which finds
-/// them at once.
-///
-/// Measured with ctests/bench/pi_bench.c (64 KiB pwritevm+preadvm against
-/// pwritev+preadv, events arriving 4 or 8 at a time at QD8), old and new
-/// library alternating, median of 10 runs' PI/plain ratios: QD8 0.853 ->
-/// 0.895, QD16 0.849 -> 0.888, QD32 0.952 -> 0.924 (noise; the smaller
-/// submissions cost ~2 us of CPU per operation).  A budget of 0 or one
-/// growing with the ready reads measured within noise of this.
-const PI_REAP_BUDGET: usize = 64 * 1024;
-// Above 0, so that a reap always takes the first ready event.
-const _: () = assert!(PI_REAP_BUDGET > 0);
-
-/// The reap rule above as a filter over the ready events, oldest first:
-/// keeps events until it refuses one, and says whether it did.
-struct PiBudget {
-    min_nr: usize,
-    seen: usize,
-    spent: usize,
-    held_back: bool,
-}
-
-impl PiBudget {
-    fn new(min_nr: usize) -> PiBudget {
-        PiBudget {
-            min_nr,
-            seen: 0,
-            spent: 0,
-            held_back: false,
-        }
-    }
-
-    fn keep(&mut self, ev: &io_event) -> bool {
-        let cost = crate::pi::delivery_cost(ev);
-        if self.seen >= self.min_nr && cost > 0 && self.spent >= PI_REAP_BUDGET {
-            self.held_back = true;
-            return false;
-        }
-        self.seen += 1;
-        self.spent += cost;
-        true
-    }
-}
-
 /// What a user-space attempt achieved.
 enum Attempt {
     /// `.0` events were copied to the caller (maybe 0); `.1` more were
-    /// ready but were left in the ring: they did not fit in the `nr` asked
-    /// for, or (`.2`) the PI budget held them back.
-    Took(usize, usize, bool),
+    /// ready but did not fit in the `nr` asked for.
+    Took(usize, usize),
     /// The ring could not be read safely: the kernel answers everything.
     Kernel,
     /// We are a signal handler that interrupted this thread's own reap.
@@ -341,13 +272,7 @@ const REENTRANT: c_long = -(libc::EINTR as c_long);
 /// Take up to `nr` ready events in user space, into `events`, which must be
 /// writable for `nr` events (library memory, or proven by the kernel).
 #[inline(always)]
-fn try_user_space(
-    c: &Context,
-    ctx: usize,
-    events: *mut io_event,
-    nr: usize,
-    min_nr: usize,
-) -> Attempt {
+fn try_user_space(c: &Context, ctx: usize, events: *mut io_event, nr: usize) -> Attempt {
     let reaper = match c.try_user_reap(ctx) {
         Ok(Some(reaper)) => reaper,
         Ok(None) => return Attempt::Kernel,
@@ -365,22 +290,11 @@ fn try_user_space(
     // (io_destroy waits for us before unmapping the ring) and ours alone to
     // reap; its ring has `slots` slots (read at registration).
     let ring = unsafe { Ring::at(addr, slots) };
-    // With emulated PI in flight, a call that may wait (`min_nr > 0`) may
-    // take fewer than `nr` (the budget, above); a poll takes all it can.
-    let (max, held_back) = if min_nr > 0 && crate::pi::busy() {
-        let mut budget = PiBudget::new(min_nr);
-        match ring.count_while(nr, |ev| budget.keep(ev)) {
-            Ok(n) => (n, budget.held_back),
-            Err(_) => return Attempt::Kernel,
-        }
-    } else {
-        (nr, false)
-    };
-    // SAFETY: exclusive reaper (above); `events` is writable for
-    // `nr >= max` events (this function's contract: the kernel wrote there,
-    // see `proven`) and does not overlap the ring (checked above).
-    match unsafe { ring.take(events, max) } {
-        Ok((k, left)) => Attempt::Took(k, left, held_back),
+    // SAFETY: exclusive reaper (above); `events` is writable for `nr` events
+    // (this function's contract: the kernel wrote there, see `proven`) and
+    // does not overlap the ring (checked above).
+    match unsafe { ring.take(events, nr) } {
+        Ok((k, left)) => Attempt::Took(k, left),
         Err(_) => Attempt::Kernel,
     }
 }
@@ -457,8 +371,8 @@ fn reap(
             events,
         );
     }
-    let (k, left, held_back) = match try_user_space(c, ctx, events, room, min_nr as usize) {
-        Attempt::Took(k, left, held_back) => (k, left, held_back),
+    let (k, left) = match try_user_space(c, ctx, events, room) {
+        Attempt::Took(k, left) => (k, left),
         Attempt::Kernel => {
             return finish(
                 c,
@@ -469,7 +383,7 @@ fn reap(
         Attempt::Reentrant => return sys::to_int(REENTRANT),
     };
     if k >= min_nr as usize {
-        if left == 0 || k == nr as usize || held_back {
+        if left == 0 || k == nr as usize {
             delivered(Some(c), events, k);
             return k as i32;
         }
@@ -485,15 +399,11 @@ fn reap(
         delivered(Some(c), events, k);
         return k as i32;
     }
-    // Wait in the kernel for the rest.  With emulated PI in flight, ask it
-    // for no more than `min_nr` needs: what else is ready then stays in the
-    // ring for the next call, under the PI budget (above), instead of all
-    // being checksummed before this call returns.
+    // Wait in the kernel for the rest.
     let kk = k as c_long;
     // SAFETY: k <= nr, inside the range checked above.
     let rest_at = unsafe { events.add(k) };
-    let most = if crate::pi::busy() { min_nr } else { nr };
-    let r = kernel(Some(c), call, ctx, min_nr - kk, most - kk, rest_at, timeout);
+    let r = kernel(Some(c), call, ctx, min_nr - kk, nr - kk, rest_at, timeout);
     let n = if r >= 0 {
         r + kk
     } else if k > 0 {
@@ -587,43 +497,6 @@ mod tests {
 
     const EINVAL: i32 = -libc::EINVAL;
     const EFAULT: i32 = -libc::EFAULT;
-
-    /// The PI budget as a filter: `events` are (emulated read?, bytes).
-    fn budget_takes(min_nr: usize, events: &[(bool, usize)]) -> (usize, bool) {
-        let mut b = PiBudget::new(min_nr);
-        let mut n = 0;
-        for &(read, res) in events {
-            let mut ev = io_event::zeroed();
-            ev.res = res as _;
-            if read {
-                ev.data = crate::pi::complete::READ_SHADOW_DATA as *mut c_void;
-            }
-            if !b.keep(&ev) {
-                break;
-            }
-            n += 1;
-        }
-        (n, b.held_back)
-    }
-
-    #[test]
-    fn the_pi_budget_holds_back_reads_but_never_below_min_nr_or_zero() {
-        const R64: (bool, usize) = (true, 65536);
-        const R4: (bool, usize) = (true, 4096);
-        const PLAIN: (bool, usize) = (false, 65536);
-        // The first event is always taken, even with min_nr 0.
-        assert_eq!(budget_takes(0, &[R64, R64]), (1, true));
-        assert_eq!(budget_takes(1, &[R64, PLAIN, PLAIN, R64]), (3, true));
-        // Plain events and PI writes cost nothing and are never held back.
-        assert_eq!(budget_takes(0, &[PLAIN; 9]), (9, false));
-        // min_nr is always met.
-        assert_eq!(budget_takes(5, &[R64; 8]), (5, true));
-        // Small reads: up to the budget's worth of data.
-        assert_eq!(budget_takes(1, &[R4; 40]), (16, true));
-        // A failed read (res < 0) checksums nothing.
-        assert_eq!(budget_takes(1, &[(true, -5i64 as usize); 4]), (4, false));
-        assert_eq!(budget_takes(1, &[]), (0, false));
-    }
 
     /// A context, and a 64 KiB file whose 512-byte block `i` is filled with
     /// the byte `i`.

@@ -112,30 +112,6 @@ impl Ring {
         Ok(self.head_tail_ready()?.2)
     }
 
-    /// How many of the first `max` ready events, oldest first, `keep`
-    /// accepts before it first refuses one (it sees each slot in place and
-    /// is not called again after a refusal).  Nothing is consumed.
-    #[inline]
-    pub fn count_while(
-        &self,
-        max: usize,
-        mut keep: impl FnMut(&io_event) -> bool,
-    ) -> Result<usize, NotUnderstood> {
-        let (head, _, ready) = self.head_tail_ready()?;
-        let (head, ready, nr) = (head as usize, ready as usize, self.nr as usize);
-        let slots = self.slots();
-        for i in 0..ready.min(max) {
-            // SAFETY: slot (head + i) % nr is inside the ring and holds a
-            // published event (before `tail`, loaded with Acquire) that the
-            // kernel does not write until `head` moves past it.
-            let ev = unsafe { &*slots.add((head + i) % nr) };
-            if !keep(ev) {
-                return Ok(i);
-            }
-        }
-        Ok(ready.min(max))
-    }
-
     /// Copy up to `max` ready events to `out`, oldest first, and consume
     /// them (store the new `head`).  Returns how many were copied, and how
     /// many more were ready (left in the ring because `max` was reached).
@@ -250,33 +226,6 @@ mod tests {
             assert!(f.hdr().head < nr);
         }
         assert!(expect > 5 * nr as u64 * 100, "the head wrapped many times");
-    }
-
-    #[test]
-    fn count_while_stops_at_the_first_refusal_across_the_wrap() {
-        let mut f = FakeRing::new(5);
-        let mut out = [io_event::zeroed(); 5];
-        for tag in 0..3 {
-            f.complete(tag);
-        }
-        // SAFETY: we are the only reaper; out has room for 5.
-        unsafe { f.ring().take(out.as_mut_ptr(), 3) }.unwrap();
-        for tag in [10, 11, 12, 13] {
-            f.complete(tag); // slots 3, 4, then 0, 1 (wrapped)
-        }
-        let ring = f.ring();
-        assert_eq!(ring.count_while(9, |_| true), Ok(4));
-        assert_eq!(ring.count_while(2, |_| true), Ok(2));
-        assert_eq!(ring.count_while(9, |ev| ev.res != 12), Ok(2));
-        let mut seen = Vec::new();
-        let n = ring.count_while(9, |ev| {
-            seen.push(ev.res);
-            ev.res < 13
-        });
-        assert_eq!((n, seen), (Ok(3), vec![10, 11, 12, 13]));
-        assert_eq!(ring.ready(), Ok(4), "nothing consumed");
-        f.hdr().magic = 0;
-        assert_eq!(f.ring().count_while(9, |_| true), Err(NotUnderstood));
     }
 
     #[test]

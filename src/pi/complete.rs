@@ -8,34 +8,6 @@ use crate::pi::record::{live, Kind, Record, RecordPtr, IN_FLIGHT};
 use core::ffi::c_long;
 use core::sync::atomic::Ordering;
 
-/// The `aio_data` of an emulated read's shadow iocb (one without
-/// `IOCB_FLAG_RESFD`, see `submit`), so that a reaper can tell from an
-/// event alone, without the records' lock, that delivering it means
-/// checksumming its data ([`delivery_cost`]) and that it may be left in
-/// the ring for the next call (`reap`'s PI budget).  A program's own event
-/// that happens to carry this value is only ever taken for one: that can
-/// end a reap earlier, never change what an event says (translation goes by
-/// the live records).
-pub(crate) const READ_SHADOW_DATA: usize = 0xD1F5_11FE_4EAD_0009_u64 as usize;
-
-/// Whether any emulated PI iocb is in flight (one relaxed load; see
-/// `record`).
-#[inline(always)]
-pub fn busy() -> bool {
-    IN_FLIGHT.load(Ordering::Relaxed) != 0
-}
-
-/// The PI work that delivering `ev` (still untranslated) takes: the number
-/// of data bytes to checksum for an emulated read, 0 for anything else.
-#[inline(always)]
-pub fn delivery_cost(ev: &io_event) -> usize {
-    if ev.data as usize == READ_SHADOW_DATA {
-        (ev.res as c_long).max(0) as usize
-    } else {
-        0
-    }
-}
-
 /// Translate the shadow events among the `n` events just reaped into
 /// `events` (see the module documentation).  Plain users pay one load.
 #[inline(always)]

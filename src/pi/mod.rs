@@ -32,9 +32,6 @@
 //!    recognises shadow events by their `obj` (the address of a shadow iocb
 //!    in a live record), computes read PI into the caller's PI buffer, and
 //!    rewrites the event to `obj` = caller's iocb, `data` = caller's data.
-//!    A read's shadow carries a tag in its `aio_data`, so that `reap` can
-//!    leave reads beyond its budget in the ring for the next call instead
-//!    of checksumming all of them before the program may submit again.
 //!
 //! Ordering, blocking, threads and exactly-once delivery are the kernel's:
 //! each shadow completion is handed to exactly one reaper, which alone
@@ -94,8 +91,6 @@ use format::{Format, Guard, PiType};
 pub fn complete(_ctx: usize, events: *mut io_event, n: i32) {
     complete::complete(events, n)
 }
-
-pub use complete::{busy, delivery_cost};
 
 /// The `io_destroy` hook (after the kernel's successful destroy).
 #[inline]

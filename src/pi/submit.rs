@@ -588,14 +588,6 @@ fn fill_shadow(ctx: usize, p: Pending) -> Result<(*mut Record, Option<i32>), i32
             sh.u.c.offset = offset;
             sh.u.c.flags = flags;
             sh.u.c.resfd = resfd;
-            // Tag reads for the reap budget (`complete::READ_SHADOW_DATA`),
-            // except those that signal an eventfd: a program woken by its
-            // eventfd may reap until a call returns fewer than it asked for
-            // and then sleep on the eventfd again, so none of these may be
-            // held back in the ring.
-            if matches!(rec.kind, Kind::Read { .. }) && flags & crate::abi::IOCB_FLAG_RESFD == 0 {
-                sh.data = super::complete::READ_SHADOW_DATA as *mut c_void;
-            }
         }
     }
     rec.shadow = sh;
