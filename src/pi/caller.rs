@@ -23,7 +23,7 @@ use crate::sys;
 
 /// The page granularity assumed for proofs: the smallest page size of any
 /// Linux target, so a proof never covers more than the kernel touched.
-const PAGE: usize = 4096;
+pub(crate) const PAGE: usize = 4096;
 
 /// Caller memory for the length of one library call (never stored).
 pub struct CallerMem {

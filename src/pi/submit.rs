@@ -66,10 +66,16 @@ pub fn submit_rest(ctx: usize, nr: c_long, iocbpp: *mut *mut iocb, first: c_long
     let mut r = first;
     loop {
         if r > 0 {
+            // Address arithmetic only: the array this kernel call read.
+            let call_start = iocbpp.wrapping_add(accepted as usize);
             accepted += r;
             // Done, or the kernel clamped the batch to the ring size (it
-            // does not report an error then): stop as it would.
-            if accepted >= nr || (r < asked && r == asked.min(clamp)) {
+            // does not report an error then), or it refused an iocb that is
+            // plainly not a PI iocb: stop as it would.
+            if accepted >= nr
+                || (r < asked && r == asked.min(clamp))
+                || refused_is_not_pi(call_start as usize, r as usize)
+            {
                 return accepted;
             }
         } else if r == -(libc::EINVAL as c_long) {
@@ -99,6 +105,60 @@ pub fn submit_rest(ctx: usize, nr: c_long, iocbpp: *mut *mut iocb, first: c_long
         let rest = iocbpp.wrapping_add(accepted as usize);
         r = sys::io_submit(ctx, asked, rest as usize);
     }
+}
+
+/// After the kernel accepted the first `k > 0` iocbs of the array at
+/// `slots` and refused the next one: whether that iocb can be seen, without
+/// a system call, not to be a PI iocb, so that the kernel's count stands
+/// and a plain batch costs nothing more (before, the rest of the batch was
+/// submitted again only to learn the refused iocb's error).
+///
+/// The kernel read slots `0..k` and the 64 bytes of each accepted iocb, so
+/// their pages were readable (protection is per page, see
+/// `caller::PAGE`), and the caller may not unmap memory it is passing to
+/// `io_submit` while the call runs.  Slot `k` is read only if it lies in
+/// the pages of slots `0..k`, and the refused iocb only if each of its pages
+/// is a page of one of the last accepted iocbs (the usual array of iocbs);
+/// anything else answers `false`, and the caller learns the error from the
+/// kernel as before.  No allocation, no lock.
+fn refused_is_not_pi(slots: usize, k: usize) -> bool {
+    const IOCB: usize = core::mem::size_of::<iocb>();
+    const SLOT: usize = core::mem::size_of::<usize>();
+    const PAGE: usize = super::caller::PAGE;
+    const NEIGHBOURS: usize = 64;
+    let page = |a: usize| a & !(PAGE - 1);
+    let Some(end) = k.checked_mul(SLOT).and_then(|n| slots.checked_add(n)) else {
+        return false;
+    };
+    // Slot k: in the pages of [slots, end), which the kernel read.
+    if k == 0
+        || !sys::plausible_user_range(slots, end - slots + SLOT)
+        || page(end + SLOT - 1) != page(end - 1)
+    {
+        return false;
+    }
+    let read_slot = |i: usize| {
+        // SAFETY: slot i <= k lies in pages the kernel has just read in
+        // this call (checked above for slot k); unaligned-tolerant.
+        unsafe { core::ptr::read_unaligned((slots + i * SLOT) as *const usize) }
+    };
+    let refused = read_slot(k);
+    if !sys::plausible_user_range(refused, IOCB) {
+        return false;
+    }
+    let known = |p: usize| {
+        (k.saturating_sub(NEIGHBOURS)..k).any(|i| {
+            let q = read_slot(i);
+            page(q) == p || page(q.wrapping_add(IOCB - 1)) == p
+        })
+    };
+    if !known(page(refused)) || !known(page(refused + IOCB - 1)) {
+        return false;
+    }
+    // SAFETY: every page of the refused iocb is a page of an iocb the
+    // kernel has just copied in full (checked above); unaligned-tolerant.
+    let io = unsafe { core::ptr::read_unaligned(refused as *const iocb) };
+    pi_direction(&io).is_none()
 }
 
 /// Validate the PI iocb at `*slot` (refused by the kernel) and the PI
@@ -661,7 +721,61 @@ fn submit_shadows(ctx: usize, run: Vec<Pending>) -> Outcome {
 
 #[cfg(test)]
 mod tests {
-    use super::new_group_before_write;
+    use super::{new_group_before_write, refused_is_not_pi};
+    use crate::abi::{io_iocb_cmd, iocb};
+
+    #[test]
+    fn a_refused_iocb_is_read_only_from_pages_the_kernel_read() {
+        const PAGE: usize = 4096;
+        // Two pages: iocbs at the start of the first, the slot array
+        // placed so that a slot can sit right after the page boundary.
+        // SAFETY: anonymous mapping of our own; unmapped at the end.
+        let base = unsafe {
+            libc::mmap(
+                core::ptr::null_mut(),
+                2 * PAGE,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        } as usize;
+        assert_ne!(base as *mut libc::c_void, libc::MAP_FAILED);
+        let ios = base as *mut iocb;
+        let set = |at: usize, i: usize, v: usize| {
+            // SAFETY: inside our mapping.
+            unsafe { ((at + i * 8) as *mut usize).write_unaligned(v) }
+        };
+        for i in 0..3 {
+            // SAFETY: three iocbs fit in the first page of our mapping.
+            unsafe { ios.add(i).write(iocb::zeroed()) };
+            set(base + 1024, i, ios.wrapping_add(i) as usize);
+        }
+        let op = |i: usize, cmd: io_iocb_cmd| {
+            // SAFETY: as above.
+            unsafe { (*ios.add(i)).aio_lio_opcode = cmd as i16 }
+        };
+        op(2, io_iocb_cmd::IO_CMD_PREAD);
+        assert!(refused_is_not_pi(base + 1024, 2), "plain, same page");
+        op(2, io_iocb_cmd::IO_CMD_PREADVM);
+        assert!(!refused_is_not_pi(base + 1024, 2), "a PI iocb");
+        op(2, io_iocb_cmd::IO_CMD_PWRITEVM);
+        assert!(!refused_is_not_pi(base + 1024, 2), "a PI iocb");
+        assert!(!refused_is_not_pi(base + 1024, 0), "nothing accepted");
+        // The refused slot on the next page: not read.
+        let slots = base + PAGE - 16;
+        for i in 0..3 {
+            set(slots, i, ios.wrapping_add(i) as usize);
+        }
+        op(2, io_iocb_cmd::IO_CMD_PREAD);
+        assert!(!refused_is_not_pi(slots, 2), "slot 2 is on another page");
+        assert!(refused_is_not_pi(slots, 1), "slot 1 is not");
+        // The refused iocb on a page no accepted iocb touched: not read.
+        set(base + 1024, 2, base + PAGE + 64);
+        assert!(!refused_is_not_pi(base + 1024, 2), "iocb on another page");
+        // SAFETY: our mapping, no references into it remain.
+        unsafe { libc::munmap(base as *mut libc::c_void, 2 * PAGE) };
+    }
 
     /// The group sizes a run of `w` writes is submitted in.
     fn groups(w: usize) -> Vec<usize> {

@@ -1,0 +1,134 @@
+/* io_submit's system calls, counted with ptrace (PTRACE_GET_SYSCALL_INFO).
+ *
+ * A batch the kernel accepts in part because it refused a plain iocb costs
+ * exactly one io_submit(2), as with libaio: the PI emulation must not add a
+ * second call to learn the refused iocb's error when it can see, from pages
+ * the kernel has just read, that the iocb is not a PI iocb.  A PI iocb
+ * refused in the middle of a batch is still emulated (and accepted), and a
+ * refused iocb on a page of its own still gets the kernel's answer.
+ *
+ * The child runs the batches between raise(SIGSTOP) markers; the parent
+ * counts the io_submit entries inside each region and then detaches (so
+ * that LeakSanitizer, which ptraces at exit, works in the ASan build). */
+#include "ctest.h"
+#include <libaio.h>
+#include <stdint.h>
+#include <sys/mman.h>
+#include <sys/ptrace.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+
+enum { REGIONS = 3 };
+
+static int child(void)
+{
+	static char buf[3][4096] __attribute__((aligned(4096)));
+	/* Three iocbs on one page (an array, as most programs have them). */
+	static struct iocb cb[3] __attribute__((aligned(256)));
+	struct iocb *list[3];
+	struct io_event ev[3];
+	struct timespec ts = { 5, 0 };
+	io_context_t ctx = 0;
+
+	if (ptrace(PTRACE_TRACEME, 0, 0, 0) != 0) {
+		printf("SKIP: ptrace(PTRACE_TRACEME) refused here\n");
+		fflush(stdout);
+		_exit(77);
+	}
+	raise(SIGSTOP); /* sync with the parent */
+	REQUIRE(io_setup(16, &ctx) == 0);
+	int fd = ctest_file("data", 3 * 4096, 1, O_RDWR);
+	REQUIRE(fd >= 0);
+	int dfd = open("data", O_RDWR | O_DIRECT);
+	for (int i = 0; i < 3; i++)
+		list[i] = &cb[i];
+
+	/* Region 0: two good reads, then one on a closed fd (-EBADF). */
+	io_prep_pread(&cb[0], fd, buf[0], 4096, 0);
+	io_prep_pread(&cb[1], fd, buf[1], 4096, 4096);
+	io_prep_pread(&cb[2], -1, buf[2], 4096, 8192);
+	raise(SIGSTOP);
+	int r0 = io_submit(ctx, 3, list);
+	raise(SIGSTOP);
+	CHECK_EQ_MSG(r0, 2, "plain batch refused at its third iocb: 2 accepted");
+	CHECK_EQ_MSG(io_getevents(ctx, 2, 2, ev, &ts), 2, "both reaped");
+
+	/* Region 1: the same, with the refused iocb alone on another page. */
+	struct iocb *lone = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	REQUIRE(lone != MAP_FAILED);
+	io_prep_pread(lone, -1, buf[2], 4096, 8192);
+	list[2] = lone;
+	raise(SIGSTOP);
+	int r1 = io_submit(ctx, 3, list);
+	raise(SIGSTOP);
+	CHECK_EQ_MSG(r1, 2, "refused iocb on its own page: 2 accepted");
+	CHECK_EQ_MSG(io_getevents(ctx, 2, 2, ev, &ts), 2, "both reaped");
+	list[2] = &cb[2];
+
+	/* Region 2: a PI read after a plain one, on the same page: emulated. */
+	static uint8_t pi[8 * 8];
+	struct iovec v[2] = { { buf[1], 4096 }, { pi, sizeof pi } };
+	if (dfd >= 0) {
+		io_prep_pread(&cb[0], fd, buf[0], 4096, 0);
+		io_prep_preadvm(&cb[1], dfd, v, 2, 4096);
+	}
+	raise(SIGSTOP);
+	int r2 = dfd >= 0 ? io_submit(ctx, 2, list) : -1;
+	raise(SIGSTOP);
+	if (dfd >= 0) {
+		CHECK_EQ_MSG(r2, 2, "plain + PI read: both accepted (the PI one emulated)");
+		CHECK_EQ_MSG(io_getevents(ctx, 2, 2, ev, &ts), 2, "both reaped");
+	}
+	io_destroy(ctx);
+	return ctest_finish();
+}
+
+int main(void)
+{
+	fflush(stdout);
+	pid_t pid = fork();
+	REQUIRE(pid >= 0);
+	if (pid == 0)
+		_exit(child());
+
+	int st, stops = 0, inside = 0, region = -1, counts[REGIONS] = { 0 };
+	REQUIRE(waitpid(pid, &st, 0) == pid);
+	if (WIFEXITED(st))
+		return WEXITSTATUS(st); /* 77: skipped */
+	REQUIRE(WIFSTOPPED(st) && WSTOPSIG(st) == SIGSTOP);
+	REQUIRE(ptrace(PTRACE_SETOPTIONS, pid, 0, PTRACE_O_TRACESYSGOOD | PTRACE_O_EXITKILL) == 0);
+	REQUIRE(ptrace(PTRACE_SYSCALL, pid, 0, 0) == 0);
+	for (;;) {
+		REQUIRE(waitpid(pid, &st, 0) == pid);
+		if (WIFEXITED(st) || WIFSIGNALED(st))
+			break;
+		int sig = WSTOPSIG(st);
+		if (sig == (SIGTRAP | 0x80)) {
+			struct __ptrace_syscall_info info;
+			long n = ptrace(PTRACE_GET_SYSCALL_INFO, pid, sizeof info, &info);
+			if (n > 0 && info.op == PTRACE_SYSCALL_INFO_ENTRY && info.entry.nr == SYS_io_submit && inside)
+				counts[region]++;
+			sig = 0;
+		} else if (sig == SIGSTOP) {
+			stops++;
+			inside = !inside;
+			if (inside)
+				region++;
+			sig = 0;
+			if (stops == 2 * REGIONS) {
+				/* The last region is over: let the child finish alone. */
+				REQUIRE(ptrace(PTRACE_DETACH, pid, 0, 0) == 0);
+				continue;
+			}
+		}
+		REQUIRE(ptrace(PTRACE_SYSCALL, pid, 0, sig) == 0);
+	}
+	if (WIFEXITED(st) && WEXITSTATUS(st) == 77)
+		ctest_skip("the child skipped");
+	CHECK_EQ_MSG(stops, 2 * REGIONS, "the child marked every region");
+	CHECK_EQ_MSG(counts[0], 1, "a plain batch refused in part: exactly one io_submit(2)");
+	CHECKF(counts[1] >= 1 && counts[1] <= 2, "refused iocb on a page of its own: %d io_submit(2)", counts[1]);
+	CHECKF(counts[2] >= 2, "a refused PI iocb is emulated: %d io_submit(2)", counts[2]);
+	CHECKF(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the child's own checks passed (status %#x)", st);
+	return ctest_finish();
+}
