@@ -20,11 +20,12 @@
 //!    kernel accepted fewer than `nr` does [`submit::submit_rest`] run.  A
 //!    kernel that accepted opcodes 9/10 (DIX passthrough) never gets here.
 //! 2. [`submit::submit_rest`] first looks whether the refused iocb can be
-//!    seen, in pages the kernel has just read, not to be a PI iocb (the
-//!    usual array of iocbs): then the kernel's count stands, and a plain
-//!    batch has cost one system call, as with libaio.  Otherwise it learns
-//!    the error of the first refused iocb by submitting the rest again;
-//!    if it is `-EINVAL` and the iocb is a PI iocb, it validates it (the
+//!    seen, in pages the kernel has just read (the usual array of iocbs):
+//!    not a PI iocb → the kernel's count stands, and a plain batch has cost
+//!    one system call, as with libaio; a PI iocb → emulated at once.
+//!    Otherwise it learns the error of the first refused iocb by submitting
+//!    the rest again; if it is `-EINVAL` and the iocb is a PI iocb, or the
+//!    refused iocb was seen to be one, it validates it (the
 //!    patch's rules), builds a record and submits a *shadow* iocb instead:
 //!    `PREADV` into the caller's data buffers, `PWRITEV` from them once
 //!    verified, or — for a write whose PI does not verify — a `POLL` on a

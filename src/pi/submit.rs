@@ -70,13 +70,22 @@ pub fn submit_rest(ctx: usize, nr: c_long, iocbpp: *mut *mut iocb, first: c_long
             let call_start = iocbpp.wrapping_add(accepted as usize);
             accepted += r;
             // Done, or the kernel clamped the batch to the ring size (it
-            // does not report an error then), or it refused an iocb that is
-            // plainly not a PI iocb: stop as it would.
-            if accepted >= nr
-                || (r < asked && r == asked.min(clamp))
-                || refused_is_not_pi(call_start as usize, r as usize)
-            {
+            // does not report an error then): stop as it would.
+            if accepted >= nr || (r < asked && r == asked.min(clamp)) {
                 return accepted;
+            }
+            match refused_is_pi(call_start as usize, r as usize) {
+                // A plain iocb was refused: the kernel's count stands.
+                Some(false) => return accepted,
+                // A PI iocb: emulate it now (as after the kernel's -EINVAL;
+                // if it was refused for another reason, say a full ring,
+                // its shadow is refused the same way and the count stands).
+                Some(true) => {
+                    r = -(libc::EINVAL as c_long);
+                    continue;
+                }
+                // Not visible: learn the error from the kernel (below).
+                None => {}
             }
         } else if r == -(libc::EINVAL as c_long) {
             let at = iocbpp as usize + accepted as usize * core::mem::size_of::<usize>();
@@ -108,34 +117,34 @@ pub fn submit_rest(ctx: usize, nr: c_long, iocbpp: *mut *mut iocb, first: c_long
 }
 
 /// After the kernel accepted the first `k > 0` iocbs of the array at
-/// `slots` and refused the next one: whether that iocb can be seen, without
-/// a system call, not to be a PI iocb, so that the kernel's count stands
-/// and a plain batch costs nothing more (before, the rest of the batch was
-/// submitted again only to learn the refused iocb's error).
+/// `slots` and refused the next one: whether that iocb is a PI iocb, if it
+/// can be seen without a system call (`None` if not).  Then a plain batch
+/// the kernel accepted in part costs one system call, as with libaio, and a
+/// PI iocb after plain ones is emulated at once; before, the rest of the
+/// batch was always submitted again only to learn the refused iocb's error.
 ///
 /// The kernel read slots `0..k` and the 64 bytes of each accepted iocb, so
 /// their pages were readable (protection is per page, see
 /// `caller::PAGE`), and the caller may not unmap memory it is passing to
 /// `io_submit` while the call runs.  Slot `k` is read only if it lies in
 /// the pages of slots `0..k`, and the refused iocb only if each of its pages
-/// is a page of one of the last accepted iocbs (the usual array of iocbs);
-/// anything else answers `false`, and the caller learns the error from the
-/// kernel as before.  No allocation, no lock.
-fn refused_is_not_pi(slots: usize, k: usize) -> bool {
+/// is a page of one of the last accepted iocbs (the usual array of iocbs).
+/// No allocation, no lock.
+fn refused_is_pi(slots: usize, k: usize) -> Option<bool> {
     const IOCB: usize = core::mem::size_of::<iocb>();
     const SLOT: usize = core::mem::size_of::<usize>();
     const PAGE: usize = super::caller::PAGE;
     const NEIGHBOURS: usize = 64;
     let page = |a: usize| a & !(PAGE - 1);
     let Some(end) = k.checked_mul(SLOT).and_then(|n| slots.checked_add(n)) else {
-        return false;
+        return None;
     };
     // Slot k: in the pages of [slots, end), which the kernel read.
     if k == 0
         || !sys::plausible_user_range(slots, end - slots + SLOT)
         || page(end + SLOT - 1) != page(end - 1)
     {
-        return false;
+        return None;
     }
     let read_slot = |i: usize| {
         // SAFETY: slot i <= k lies in pages the kernel has just read in
@@ -144,7 +153,7 @@ fn refused_is_not_pi(slots: usize, k: usize) -> bool {
     };
     let refused = read_slot(k);
     if !sys::plausible_user_range(refused, IOCB) {
-        return false;
+        return None;
     }
     let known = |p: usize| {
         (k.saturating_sub(NEIGHBOURS)..k).any(|i| {
@@ -153,12 +162,12 @@ fn refused_is_not_pi(slots: usize, k: usize) -> bool {
         })
     };
     if !known(page(refused)) || !known(page(refused + IOCB - 1)) {
-        return false;
+        return None;
     }
     // SAFETY: every page of the refused iocb is a page of an iocb the
     // kernel has just copied in full (checked above); unaligned-tolerant.
     let io = unsafe { core::ptr::read_unaligned(refused as *const iocb) };
-    pi_direction(&io).is_none()
+    Some(pi_direction(&io).is_some())
 }
 
 /// Validate the PI iocb at `*slot` (refused by the kernel) and the PI
@@ -721,7 +730,7 @@ fn submit_shadows(ctx: usize, run: Vec<Pending>) -> Outcome {
 
 #[cfg(test)]
 mod tests {
-    use super::{new_group_before_write, refused_is_not_pi};
+    use super::{new_group_before_write, refused_is_pi};
     use crate::abi::{io_iocb_cmd, iocb};
 
     #[test]
@@ -756,23 +765,27 @@ mod tests {
             unsafe { (*ios.add(i)).aio_lio_opcode = cmd as i16 }
         };
         op(2, io_iocb_cmd::IO_CMD_PREAD);
-        assert!(refused_is_not_pi(base + 1024, 2), "plain, same page");
+        assert_eq!(
+            refused_is_pi(base + 1024, 2),
+            Some(false),
+            "plain, same page"
+        );
         op(2, io_iocb_cmd::IO_CMD_PREADVM);
-        assert!(!refused_is_not_pi(base + 1024, 2), "a PI iocb");
+        assert_eq!(refused_is_pi(base + 1024, 2), Some(true), "a PI iocb");
         op(2, io_iocb_cmd::IO_CMD_PWRITEVM);
-        assert!(!refused_is_not_pi(base + 1024, 2), "a PI iocb");
-        assert!(!refused_is_not_pi(base + 1024, 0), "nothing accepted");
+        assert_eq!(refused_is_pi(base + 1024, 2), Some(true), "a PI iocb");
+        assert_eq!(refused_is_pi(base + 1024, 0), None, "nothing accepted");
         // The refused slot on the next page: not read.
         let slots = base + PAGE - 16;
         for i in 0..3 {
             set(slots, i, ios.wrapping_add(i) as usize);
         }
         op(2, io_iocb_cmd::IO_CMD_PREAD);
-        assert!(!refused_is_not_pi(slots, 2), "slot 2 is on another page");
-        assert!(refused_is_not_pi(slots, 1), "slot 1 is not");
+        assert_eq!(refused_is_pi(slots, 2), None, "slot 2 is on another page");
+        assert_eq!(refused_is_pi(slots, 1), Some(false), "slot 1 is not");
         // The refused iocb on a page no accepted iocb touched: not read.
         set(base + 1024, 2, base + PAGE + 64);
-        assert!(!refused_is_not_pi(base + 1024, 2), "iocb on another page");
+        assert_eq!(refused_is_pi(base + 1024, 2), None, "iocb on another page");
         // SAFETY: our mapping, no references into it remain.
         unsafe { libc::munmap(base as *mut libc::c_void, 2 * PAGE) };
     }
