@@ -136,9 +136,7 @@ fn refused_is_pi(slots: usize, k: usize) -> Option<bool> {
     const PAGE: usize = super::caller::PAGE;
     const NEIGHBOURS: usize = 64;
     let page = |a: usize| a & !(PAGE - 1);
-    let Some(end) = k.checked_mul(SLOT).and_then(|n| slots.checked_add(n)) else {
-        return None;
-    };
+    let end = k.checked_mul(SLOT).and_then(|n| slots.checked_add(n))?;
     // Slot k: in the pages of [slots, end), which the kernel read.
     if k == 0
         || !sys::plausible_user_range(slots, end - slots + SLOT)
