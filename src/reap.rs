@@ -590,38 +590,17 @@ mod tests {
 
     /// A fresh anonymous page with protection `prot`, never unmapped.
     fn page(prot: i32) -> *mut u8 {
-        // SAFETY: a fresh anonymous mapping, never unmapped (tests only).
-        let p = unsafe {
-            libc::mmap(
-                core::ptr::null_mut(),
-                4096,
-                prot,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        assert_ne!(p, libc::MAP_FAILED);
-        p.cast()
+        sys::anon_map(4096, prot) as *mut u8
     }
 
     /// Room for exactly one event: the last 32 bytes of a writable page
     /// whose next page has protection `prot` (never unmapped).
     fn one_slot_before(prot: i32) -> *mut io_event {
-        // SAFETY: a fresh two-page mapping (tests only); its second page gets `prot`.
-        unsafe {
-            let p = libc::mmap(
-                core::ptr::null_mut(),
-                8192,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            );
-            assert_ne!(p, libc::MAP_FAILED);
-            assert_eq!(libc::mprotect(p.add(4096), 4096, prot), 0);
-            (p as usize + 4096 - 32) as *mut io_event
-        }
+        let p = sys::anon_map(8192, libc::PROT_READ | libc::PROT_WRITE);
+        // SAFETY: the second page of our own fresh two-page mapping.
+        let r = unsafe { libc::mprotect((p + 4096) as *mut _, 4096, prot) };
+        assert_eq!(r, 0);
+        (p + 4096 - 32) as *mut io_event
     }
 
     /// A page no one can read: a timeout pointer the kernel answers -EFAULT
@@ -1003,24 +982,17 @@ mod tests {
         f.submit(0, 1);
         f.wait_ready(1);
         let len = 4096;
-        // SAFETY: reserve an address, then move the ring there (the kernel
-        // follows the move: the new address is the context from now on).
+        // Reserve an address, then move the ring there (the kernel follows
+        // the move: the new address is the context from now on).
+        let dst = sys::anon_map(len, libc::PROT_NONE);
+        // SAFETY: moving our own ring onto our own reserved mapping.
         let new = unsafe {
-            let dst = libc::mmap(
-                core::ptr::null_mut(),
-                len,
-                libc::PROT_NONE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            );
-            assert_ne!(dst, libc::MAP_FAILED);
             libc::mremap(
                 old as *mut c_void,
                 len,
                 len,
                 libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED,
-                dst,
+                dst as *mut c_void,
             )
         };
         assert_ne!(new, libc::MAP_FAILED);

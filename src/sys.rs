@@ -512,6 +512,27 @@ pub fn write_user<T: Copy>(dst: *mut T, val: T) -> Result<(), i32> {
     }
 }
 
+/// Tests: a fresh private anonymous mapping of `len` bytes with protection
+/// `prot`, as an address (the caller unmaps it, or leaves it to the end of
+/// the test process).
+#[cfg(test)]
+pub(crate) fn anon_map(len: usize, prot: i32) -> usize {
+    // SAFETY: a new mapping chosen by the kernel; no existing memory is
+    // touched.
+    let p = unsafe {
+        libc::mmap(
+            core::ptr::null_mut(),
+            len,
+            prot,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    assert_ne!(p, libc::MAP_FAILED, "mmap of {len} bytes");
+    p as usize
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -530,19 +551,7 @@ mod tests {
     fn probing_finds_unreadable_pages_without_copying() {
         const PG: usize = 4096;
         // Five pages; the middle one made PROT_NONE, the last unmapped.
-        // SAFETY: a fresh private anonymous mapping we own and unmap below.
-        let base = unsafe {
-            libc::mmap(
-                core::ptr::null_mut(),
-                5 * PG,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        assert_ne!(base, libc::MAP_FAILED);
-        let b = base as usize;
+        let b = anon_map(5 * PG, libc::PROT_READ | libc::PROT_WRITE);
         // SAFETY: our own mapping's pages 2 and 4.
         unsafe {
             assert_eq!(
@@ -611,7 +620,7 @@ mod tests {
         big_probe(probe_readable);
         big_probe(probe_by_reading);
         // SAFETY: unmapping our own mapping (page 4 is gone already).
-        unsafe { libc::munmap(base, 4 * PG) };
+        unsafe { libc::munmap(b as *mut _, 4 * PG) };
     }
 
     /// Pages of `b`: 0, 1, 3 readable, 2 PROT_NONE, 4 unmapped.
@@ -653,19 +662,7 @@ mod tests {
         };
         let efault = -(libc::EFAULT as c_long);
         let big = 1500 * PG;
-        // SAFETY: another fresh mapping we own.
-        let m = unsafe {
-            libc::mmap(
-                core::ptr::null_mut(),
-                big,
-                libc::PROT_READ,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        assert_ne!(m, libc::MAP_FAILED);
-        let m = m as usize;
+        let m = anon_map(big, libc::PROT_READ);
         assert_eq!(probe_readable(&[r(m, big)]), 0);
         // SAFETY: page 1400 of our own mapping.
         let r1400 = unsafe { libc::mprotect((m + 1400 * PG) as *mut _, PG, libc::PROT_NONE) };

@@ -264,25 +264,14 @@ mod tests {
     #[test]
     fn reads_stop_at_the_first_unreadable_range_and_prove_what_they_read() {
         const PG: usize = 4096;
-        // SAFETY: an anonymous mapping of 3 pages; the middle one is made
-        // inaccessible; unmapped at the end.
-        let b = unsafe {
-            let p = libc::mmap(
-                core::ptr::null_mut(),
-                3 * PG,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            );
-            assert_ne!(p, libc::MAP_FAILED);
-            core::ptr::write_bytes(p as *mut u8, 0xAB, 3 * PG);
-            assert_eq!(
-                libc::mprotect((p as *mut u8).add(PG) as *mut _, PG, libc::PROT_NONE),
-                0
-            );
-            p as usize
-        };
+        // Three pages; the middle one is made inaccessible; unmapped at
+        // the end.
+        let b = sys::anon_map(3 * PG, libc::PROT_READ | libc::PROT_WRITE);
+        // SAFETY: our own fresh mapping of 3 pages.
+        unsafe {
+            core::ptr::write_bytes(b as *mut u8, 0xAB, 3 * PG);
+            assert_eq!(libc::mprotect((b + PG) as *mut _, PG, libc::PROT_NONE), 0);
+        }
         let mut m = CallerMem::new();
         let (mut x, mut y, mut z) = ([0u8; 16], [0u8; 16], [0u8; 16]);
         let remote = [r(b, 16), r(b + PG + 8, 16), r(b + 2 * PG, 16)];

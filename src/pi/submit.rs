@@ -736,18 +736,7 @@ mod tests {
         const PAGE: usize = 4096;
         // Two pages: iocbs at the start of the first, the slot array
         // placed so that a slot can sit right after the page boundary.
-        // SAFETY: anonymous mapping of our own; unmapped at the end.
-        let base = unsafe {
-            libc::mmap(
-                core::ptr::null_mut(),
-                2 * PAGE,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        } as usize;
-        assert_ne!(base as *mut libc::c_void, libc::MAP_FAILED);
+        let base = crate::sys::anon_map(2 * PAGE, libc::PROT_READ | libc::PROT_WRITE);
         let ios = base as *mut iocb;
         let set = |at: usize, i: usize, v: usize| {
             // SAFETY: inside our mapping.
