@@ -40,6 +40,10 @@ struct slot {
 	struct iocb io;
 	struct iovec iov[2];
 	uint8_t *rbuf, *rpi;
+	/* The slot's own copy of the write data: an application's writes come
+	 * from distinct buffers, each of which the library must probe (one
+	 * shared buffer would be probed once per io_submit). */
+	uint8_t *wbuf;
 };
 
 static uint8_t *wbuf, *wpi_table;
@@ -53,7 +57,7 @@ static void prep(struct slot *s, int fd, long j, int pi)
 	long long off = (long long)blk * BLK;
 	int write = mix == 'a' ? j % 2 == 0 : mix == 'w';
 	if (write) {
-		s->iov[0] = (struct iovec){ wbuf, BLK };
+		s->iov[0] = (struct iovec){ s->wbuf, BLK };
 		s->iov[1] = (struct iovec){ wpi_table + blk * PIB, PIB };
 		if (pi)
 			io_prep_pwritevm(&s->io, fd, s->iov, 2, off);
@@ -150,6 +154,8 @@ int main(int argc, char **argv)
 	for (int i = 0; i < qd; i++) {
 		slots[i].rbuf = xalloc(BLK);
 		slots[i].rpi = xalloc(PIB);
+		slots[i].wbuf = xalloc(BLK);
+		memcpy(slots[i].wbuf, wbuf, BLK);
 	}
 	double a[64], b[64], ca[64], cb[64], pr[64];
 	if (rounds > 64)
