@@ -159,7 +159,9 @@ fn refused_is_pi(slots: usize, k: usize) -> Option<bool> {
             page(q) == p || page(q.wrapping_add(IOCB - 1)) == p
         })
     };
-    if !known(page(refused)) || !known(page(refused + IOCB - 1)) {
+    // An iocb spans one page, or two (then both must be known).
+    let (first, last) = (page(refused), page(refused + IOCB - 1));
+    if !known(first) || (last != first && !known(last)) {
         return None;
     }
     // SAFETY: every page of the refused iocb is a page of an iocb the
@@ -773,6 +775,9 @@ mod tests {
         // The refused iocb on a page no accepted iocb touched: not read.
         set(base + 1024, 2, base + PAGE + 64);
         assert_eq!(refused_is_pi(base + 1024, 2), None, "iocb on another page");
+        // The refused iocb straddling into a page no accepted iocb touched.
+        set(base + 1024, 2, base + PAGE - 32);
+        assert_eq!(refused_is_pi(base + 1024, 2), None, "iocb's second page");
         // SAFETY: our mapping, no references into it remain.
         unsafe { libc::munmap(base as *mut libc::c_void, 2 * PAGE) };
     }
