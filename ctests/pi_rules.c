@@ -203,7 +203,8 @@ static void test_bad_pointers(io_context_t ctx, int fd)
 	iov[1].iov_base = ro;
 	CHECK_EQ_MSG(submit1(ctx, &io), -EFAULT, "read PI read-only");
 	/* Read into an unmapped data buffer: the kernel's answer (at submit or
-	 * in the event), and the PI buffer is not touched. */
+	 * in the event); after an event, no interval was read, so the PI
+	 * buffer holds no tuple: all zeros. */
 	iov[0].iov_base = hole;
 	iov[1].iov_base = pi;
 	memset(pi, 0xAB, 64);
@@ -214,6 +215,8 @@ static void test_bad_pointers(io_context_t ctx, int fd)
 		CHECK_EQ_MSG(reap1(ctx, &ev), 1, "event for the bad read");
 		CHECK_EQ_MSG((long)ev.res, -EFAULT, "bad read data -> res -EFAULT");
 		CHECKF(ev.obj == &io, "event names the caller's iocb");
+		static const uint8_t zeros[64];
+		CHECKF(memcmp(pi, zeros, 64) == 0, "no interval read -> PI buffer all zeros");
 	} else {
 		CHECK_EQ_MSG(r, -EFAULT, "bad read data -> -EFAULT");
 	}
