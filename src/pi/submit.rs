@@ -738,14 +738,15 @@ mod tests {
 
     #[test]
     fn a_refused_iocb_is_read_only_from_pages_the_kernel_read() {
-        const PAGE: usize = 4096;
+        use crate::pi::caller::PAGE;
+        const SLOT: usize = core::mem::size_of::<usize>();
         // Two pages: iocbs at the start of the first, the slot array
         // placed so that a slot can sit right after the page boundary.
         let base = crate::sys::anon_map(2 * PAGE, libc::PROT_READ | libc::PROT_WRITE);
         let ios = base as *mut iocb;
         let set = |at: usize, i: usize, v: usize| {
             // SAFETY: inside our mapping.
-            unsafe { ((at + i * 8) as *mut usize).write_unaligned(v) }
+            unsafe { ((at + i * SLOT) as *mut usize).write_unaligned(v) }
         };
         for i in 0..3 {
             // SAFETY: three iocbs fit in the first page of our mapping.
@@ -768,7 +769,7 @@ mod tests {
         assert_eq!(refused_is_pi(base + 1024, 2), Some(true), "a PI iocb");
         assert_eq!(refused_is_pi(base + 1024, 0), None, "nothing accepted");
         // The refused slot on the next page: not read.
-        let slots = base + PAGE - 16;
+        let slots = base + PAGE - 2 * SLOT;
         for i in 0..3 {
             set(slots, i, ios.wrapping_add(i) as usize);
         }
