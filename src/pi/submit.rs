@@ -615,7 +615,7 @@ fn check_memory(mem: &mut CallerMem, k: &Candidate, format: &Format) -> Result<K
 /// Fill a pending record's shadow iocb.  Returns the record (now a raw
 /// pointer: the kernel will write to its shadow) and, for a rejection, the
 /// eventfd to close once the shadow is submitted.
-fn fill_shadow(ctx: usize, p: Pending) -> Result<(*mut Record, Option<i32>), i32> {
+fn fill_shadow(ctx: usize, p: Pending) -> (*mut Record, Option<i32>) {
     let Pending {
         mut rec,
         user_iocb,
@@ -635,14 +635,22 @@ fn fill_shadow(ctx: usize, p: Pending) -> Result<(*mut Record, Option<i32>), i32
             // fresh fd per rejection: a cached one could have been closed
             // (and its number reused) by the program.  The kernel holds its
             // own reference to the file, so we close ours right after.
+            // With no fd to spare (EMFILE, ENFILE), poll the write's own
+            // file instead: the rejection must still complete as an event,
+            // not fail the submission.  An O_DIRECT regular file has no
+            // poll method on local filesystems, so the kernel finds it
+            // readable and writable at once (a file whose filesystem does
+            // poll, FUSE say, completes when it reports either).  Not the
+            // first choice, because of such files.
             let fd = sys::eventfd(1, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK);
-            if fd < 0 {
-                return Err(fd as i32);
-            }
-            evfd = Some(fd as i32);
+            sh.aio_fildes = if fd >= 0 {
+                evfd = Some(fd as i32);
+                fd as i32
+            } else {
+                io.aio_fildes
+            };
             sh.aio_lio_opcode = io_iocb_cmd::IO_CMD_POLL as i16;
-            sh.aio_fildes = fd as i32;
-            sh.u.poll.events = libc::POLLIN as i32;
+            sh.u.poll.events = (libc::POLLIN | libc::POLLOUT) as i32;
             sh.u.c.flags = flags & crate::abi::IOCB_FLAG_RESFD;
             sh.u.c.resfd = resfd;
         }
@@ -663,30 +671,17 @@ fn fill_shadow(ctx: usize, p: Pending) -> Result<(*mut Record, Option<i32>), i32
         }
     }
     rec.shadow = sh;
-    Ok((Box::into_raw(rec), evfd))
+    (Box::into_raw(rec), evfd)
 }
 
 /// Publish the records of a run and submit their shadows in one call.
 fn submit_shadows(ctx: usize, run: Vec<Pending>) -> Outcome {
     let mut raws: Vec<*mut Record> = Vec::with_capacity(run.len());
     let mut evfds = Vec::new();
-    let mut first_err = None;
     for p in run {
-        match fill_shadow(ctx, p) {
-            Ok((raw, evfd)) => {
-                raws.push(raw);
-                evfds.extend(evfd);
-            }
-            Err(e) => {
-                // Submit the run up to here; the rest is dropped (freed)
-                // and left to the main loop.
-                first_err = Some(e);
-                break;
-            }
-        }
-    }
-    if raws.is_empty() {
-        return Outcome::Refused(first_err.unwrap_or(-libc::EAGAIN));
+        let (raw, evfd) = fill_shadow(ctx, p);
+        raws.push(raw);
+        evfds.extend(evfd);
     }
     let mut shadows: Vec<*mut iocb> = raws
         .iter()
@@ -727,7 +722,7 @@ fn submit_shadows(ctx: usize, run: Vec<Pending>) -> Outcome {
     }
     Outcome::Submitted {
         count: done,
-        stop: done < shadows.len() || first_err.is_some(),
+        stop: done < shadows.len(),
     }
 }
 

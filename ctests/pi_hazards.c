@@ -1,0 +1,117 @@
+/* PI iocbs when the process is short of resources: a write whose tuples do
+ * not verify still completes with -EILSEQ, and the good writes around it
+ * are submitted and written, when the fd table is full (the library cannot
+ * create its usual eventfd). */
+#include "pi_common.h"
+#include <sys/resource.h>
+
+static const struct fmt T1 = { IO_PI_T10_DIF_TYPE1_CRC, 512 };
+
+enum { LEN = 4096, N = LEN / 512, RLEN = 65536, RPI = RLEN / 512 * 8 };
+
+/* Three writes, the middle one with a bad guard, submitted with no fd to
+ * spare. */
+static void writes_with_no_fd_to_spare(io_context_t ctx, int fd)
+{
+	uint8_t *d = xalloc(3 * LEN), *zero = xalloc(3 * LEN), *pi = xalloc(3 * N * 8), *back = xalloc(3 * LEN);
+	uint64_t rng = 11;
+	fill_random(d, 3 * LEN, &rng);
+	CHECK_EQ_MSG(pwrite(fd, zero, 3 * LEN, 0), 3 * LEN, "file zeroed");
+	struct iocb w[3], *wl[3];
+	struct iovec wv[3][2];
+	for (int i = 0; i < 3; i++) {
+		expected_pi(T1, pi + i * N * 8, d + i * LEN, LEN, (long long)i * LEN);
+		wv[i][0] = (struct iovec){ d + i * LEN, LEN };
+		wv[i][1] = (struct iovec){ pi + i * N * 8, N * 8 };
+		io_prep_pwritevm(&w[i], fd, wv[i], 2, (long long)i * LEN);
+		w[i].data = (void *)(long)(i + 1);
+		wl[i] = &w[i];
+	}
+	pi[N * 8 + 3 * 8] ^= 1; /* write 2, interval 3: guard off by one bit */
+
+	struct rlimit old, low;
+	if (getrlimit(RLIMIT_NOFILE, &old) != 0)
+		return;
+	low = (struct rlimit){ 64, old.rlim_max };
+	if (setrlimit(RLIMIT_NOFILE, &low) != 0) {
+		printf("skip: cannot lower RLIMIT_NOFILE\n");
+		return;
+	}
+	int fds[64], nf = 0, full;
+	for (;;) {
+		int x = dup(fd);
+		if (x < 0) {
+			full = errno == EMFILE;
+			break;
+		}
+		fds[nf++] = x;
+	}
+	int r = io_submit(ctx, 3, wl);
+	struct io_event ev[3];
+	int got = 0;
+	while (r > 0 && got < r) {
+		int k = io_getevents(ctx, 1, 3 - got, ev + got, NULL);
+		if (k <= 0)
+			break;
+		got += k;
+	}
+	for (int i = 0; i < nf; i++)
+		close(fds[i]);
+	setrlimit(RLIMIT_NOFILE, &old);
+
+	CHECKF(full, "the fd table was full");
+	CHECK_EQ_MSG(r, 3, "fd table full: all three writes accepted");
+	CHECK_EQ_MSG(got, 3, "three events");
+	for (int i = 0; i < got; i++) {
+		long k = (long)ev[i].data;
+		long want = k == 2 ? -EILSEQ : LEN;
+		CHECKF(k >= 1 && k <= 3 && ev[i].obj == &w[k - 1] && (long)ev[i].res == want,
+		       "write %ld: res %ld (want %ld)", k, (long)ev[i].res, want);
+	}
+	CHECK_EQ_MSG(pread(fd, back, 3 * LEN, 0), 3 * LEN, "read back");
+	CHECKF(memcmp(back, d, LEN) == 0 && memcmp(back + 2 * LEN, d + 2 * LEN, LEN) == 0,
+	       "the good writes were written");
+	CHECKF(memcmp(back + LEN, zero, LEN) == 0, "the bad one was not");
+	free(d);
+	free(zero);
+	free(pi);
+	free(back);
+}
+
+int main(void)
+{
+	io_context_t ctx = 0;
+	if (io_setup(16, &ctx) != 0)
+		return 77;
+	int fd = open("hazards.dat", O_RDWR | O_CREAT | O_TRUNC | O_DIRECT, 0644);
+	if (fd < 0)
+		return 77;
+	uint8_t *d = xalloc(RLEN);
+	uint64_t rng = 5;
+	fill_random(d, RLEN, &rng);
+	if (pwrite(fd, d, RLEN, 0) != RLEN)
+		return 77;
+
+	writes_with_no_fd_to_spare(ctx, fd);
+
+	/* And the usual case still stores correct tuples. */
+	uint8_t *data = xalloc(RLEN), *pi = xalloc(RPI), want[RPI];
+	struct iovec v[2] = { { data, RLEN }, { pi, RPI } };
+	struct iocb io;
+	struct io_event ev;
+	CHECK_EQ_MSG(pwrite(fd, d, RLEN, 0), RLEN, "file rewritten");
+	io_prep_preadvm(&io, fd, v, 2, 0);
+	CHECK_EQ_MSG(submit1(ctx, &io), 1, "a good read");
+	CHECK_EQ_MSG(reap1(ctx, &ev), 1, "reaped");
+	CHECK_EQ_MSG((long)ev.res, RLEN, "good read res");
+	expected_pi(T1, want, d, RLEN, 0);
+	CHECKF(memcmp(pi, want, RPI) == 0 && memcmp(data, d, RLEN) == 0, "good read: data and PI");
+
+	free(d);
+	free(data);
+	free(pi);
+	io_destroy(ctx);
+	close(fd);
+	unlink("hazards.dat");
+	return ctest_finish();
+}
