@@ -1,8 +1,13 @@
-/* PI iocbs when the process is short of resources: a write whose tuples do
- * not verify still completes with -EILSEQ, and the good writes around it
- * are submitted and written, when the fd table is full (the library cannot
- * create its usual eventfd). */
+/* PI iocbs when the process is short of resources or breaks the buffer
+ * contract while an op is in flight:
+ *  - a write whose tuples do not verify still completes with -EILSEQ, and
+ *    the good writes around it are submitted and written, when the fd table
+ *    is full (the library cannot create its usual eventfd);
+ *  - a read whose PI buffer is made inaccessible, or read-only, while the
+ *    read is in flight: no crash, the event reports -EFAULT, and a
+ *    read-only buffer is left as it was. */
 #include "pi_common.h"
+#include <sys/mman.h>
 #include <sys/resource.h>
 
 static const struct fmt T1 = { IO_PI_T10_DIF_TYPE1_CRC, 512 };
@@ -78,6 +83,35 @@ static void writes_with_no_fd_to_spare(io_context_t ctx, int fd)
 	free(back);
 }
 
+/* A 64 KiB PI read whose PI buffer gets protection `prot` right after
+ * io_submit (before the event is reaped). */
+static void pi_buffer_changed_in_flight(io_context_t ctx, int fd, int prot, const char *what)
+{
+	uint8_t *data = xalloc(RLEN);
+	uint8_t *pi = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (pi == MAP_FAILED) {
+		CHECKF(0, "mmap");
+		return;
+	}
+	memset(pi, 0x77, 4096);
+	struct iovec v[2] = { { data, RLEN }, { pi, RPI } };
+	struct iocb io;
+	io_prep_preadvm(&io, fd, v, 2, 0);
+	CHECK_EQ_MSG(submit1(ctx, &io), 1, what);
+	CHECK_EQ_MSG(mprotect(pi, 4096, prot), 0, "mprotect");
+	struct io_event ev;
+	CHECK_EQ_MSG(reap1(ctx, &ev), 1, "reaped, no crash");
+	CHECKF(ev.obj == &io && (long)ev.res == -EFAULT, "%s: res %ld (want -EFAULT)", what, (long)ev.res);
+	if (prot & PROT_READ) {
+		int same = 1;
+		for (int i = 0; i < 4096; i++)
+			same &= pi[i] == 0x77;
+		CHECKF(same, "%s: the PI buffer is unchanged", what);
+	}
+	munmap(pi, 4096);
+	free(data);
+}
+
 int main(void)
 {
 	io_context_t ctx = 0;
@@ -93,6 +127,8 @@ int main(void)
 		return 77;
 
 	writes_with_no_fd_to_spare(ctx, fd);
+	pi_buffer_changed_in_flight(ctx, fd, PROT_NONE, "PI buffer made inaccessible in flight");
+	pi_buffer_changed_in_flight(ctx, fd, PROT_READ, "PI buffer made read-only in flight");
 
 	/* And the usual case still stores correct tuples. */
 	uint8_t *data = xalloc(RLEN), *pi = xalloc(RPI), want[RPI];
