@@ -6,6 +6,7 @@
 #include "pi_common.h"
 #include <signal.h>
 #include <sys/eventfd.h>
+#include <sys/syscall.h>
 
 static const struct fmt T1 = { IO_PI_T10_DIF_TYPE1_CRC, 512 };
 
@@ -252,6 +253,44 @@ int main(void)
 	CHECKF(memcmp(p, t10_zero, 8) == 0, "T10: zeros -> guard 0000, app 0, ref 5");
 
 	CHECK_EQ_MSG(io_destroy(ctx), 0, "io_destroy");
+
+	/* A context from a raw io_setup(2) (not this library's): PI iocbs are
+	 * emulated with the default format once the kernel vouches for the
+	 * context; a bad context gets the kernel's -EINVAL, and nothing of the
+	 * batch is read (the kernel read nothing: the array is not mapped). */
+	{
+		unsigned long raw = 0; /* the kernel's aio_context_t */
+		CHECK_EQ_MSG(syscall(SYS_io_setup, 8, &raw), 0, "raw io_setup(2)");
+		io_context_t rc = (io_context_t)raw;
+		uint8_t *wd = xalloc(4096), *wp = xalloc(64), *rd = xalloc(4096), *rp = xalloc(64);
+		fill_random(wd, 4096, &rng);
+		expected_pi(T1, wp, wd, 4096, 8192);
+		struct iovec wv[2] = { { wd, 4096 }, { wp, 64 } }, rv[2] = { { rd, 4096 }, { rp, 64 } };
+		struct iocb w, r;
+		io_prep_pwritevm(&w, fd, wv, 2, 8192);
+		CHECK_EQ_MSG(submit1(rc, &w), 1, "raw context: PI write accepted");
+		CHECK_EQ_MSG(reap1(rc, ev), 1, "raw context: reaped");
+		CHECKF(ev[0].obj == &w && (long)ev[0].res == 4096, "raw context: write event");
+		io_prep_preadvm(&r, fd, rv, 2, 8192);
+		r.data = (void *)0xAB;
+		CHECK_EQ_MSG(submit1(rc, &r), 1, "raw context: PI read accepted");
+		CHECK_EQ_MSG(reap1(rc, ev), 1, "raw context: reaped");
+		CHECKF(ev[0].obj == &r && ev[0].data == (void *)0xAB && (long)ev[0].res == 4096,
+		       "raw context: read event");
+		CHECKF(memcmp(rd, wd, 4096) == 0 && memcmp(rp, wp, 64) == 0, "raw context: data and PI");
+		wp[9] ^= 1;
+		CHECK_EQ_MSG(submit1(rc, &w), 1, "raw context: bad PI write accepted");
+		CHECK_EQ_MSG(reap1(rc, ev), 1, "raw context: reaped");
+		CHECKF(ev[0].obj == &w && (long)ev[0].res == -EILSEQ, "raw context: -EILSEQ");
+		wv[1].iov_len = 8;
+		CHECK_EQ_MSG(submit1(rc, &w), -EINVAL, "raw context: short PI buffer -> -EINVAL");
+		CHECK_EQ_MSG(io_set_pi_format(rc, IO_PI_NVME_TYPE1_CRC64, 4096), -EINVAL,
+			     "raw context: io_set_pi_format -> -EINVAL");
+		CHECK_EQ_MSG(io_destroy(rc), 0, "raw context destroyed");
+		CHECK_EQ_MSG(io_submit(rc, 1, (struct iocb **)0x7f0000000000ULL), -EINVAL,
+			     "destroyed context, unmapped iocb array: the kernel's -EINVAL, no crash");
+		free(wd); free(wp); free(rd); free(rp);
+	}
 	close(efd);
 	close(fd);
 	free(d); free(p); free(bad); free(pis); free(dd);

@@ -144,6 +144,18 @@ pub fn io_getevents(
     )
 }
 
+/// Whether `ctx` is a live AIO context of this process, as the kernel
+/// sees it: `io_getevents(ctx, 0, 0, NULL, {0, 0})` returns 0 for one (it
+/// asks for no event, so nothing is reaped or written) and `-EINVAL`
+/// otherwise.
+pub fn context_is_live(ctx: usize) -> bool {
+    let zero = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    io_getevents(ctx, 0, 0, 0, &zero as *const libc::timespec as usize) == 0
+}
+
 pub fn io_pgetevents(
     ctx: usize,
     min_nr: c_long,

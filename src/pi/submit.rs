@@ -3,7 +3,7 @@
 //! build records and submit shadow iocbs in their place.
 
 use crate::abi::{io_iocb_cmd, iocb};
-use crate::context::{self, Context};
+use crate::context;
 use crate::pi::caller::CallerMem;
 use crate::pi::format::Format;
 use crate::pi::format_of;
@@ -44,10 +44,22 @@ struct Pending {
 /// one refusal and one submission each.
 const LOOKAHEAD: usize = 64;
 
-/// The ring's `nr` (= the kernel's `ctx->nr_events`, to which it clamps a
-/// submission's `nr`).
-fn ring_nr(c: &Context) -> Option<u32> {
-    c.ring_slots()
+/// The PI format of `ctx`'s emulated iocbs and the most iocbs one
+/// `io_submit` on it takes (the ring's `nr` = the kernel's
+/// `ctx->nr_events`, to which it clamps a submission's `nr`; `MAX` if not
+/// known).  A context this library did not create in this process (a raw
+/// `io_setup(2)`, a ring moved with `mremap`) has the default format, once
+/// the kernel confirms it is a live context of ours (`None` otherwise): only
+/// then does the kernel's `-EINVAL` mean it read the batch's first iocb
+/// (for an unknown context it reads nothing).
+fn format_and_clamp(ctx: usize) -> Option<(Format, c_long)> {
+    match context::lookup(ctx) {
+        Some(c) => Some((
+            format_of(c),
+            c.ring_slots().map_or(c_long::MAX, c_long::from),
+        )),
+        None => sys::context_is_live(ctx).then_some((Format::DEFAULT, c_long::MAX)),
+    }
 }
 
 /// The slow path of `io_submit`: the kernel accepted `first` (< `nr`) of
@@ -57,10 +69,9 @@ fn ring_nr(c: &Context) -> Option<u32> {
 /// of the first iocb if none was.
 #[cold]
 pub fn submit_rest(ctx: usize, nr: c_long, iocbpp: *mut *mut iocb, first: c_long) -> c_long {
-    let Some(c) = context::lookup(ctx) else {
+    let Some((format, clamp)) = format_and_clamp(ctx) else {
         return first;
     };
-    let clamp = ring_nr(c).map_or(c_long::MAX, |n| n as c_long);
     let mut accepted: c_long = 0;
     let mut asked = nr;
     let mut r = first;
@@ -89,7 +100,7 @@ pub fn submit_rest(ctx: usize, nr: c_long, iocbpp: *mut *mut iocb, first: c_long
             }
         } else if r == -(libc::EINVAL as c_long) {
             let at = iocbpp as usize + accepted as usize * core::mem::size_of::<usize>();
-            match try_emulate(c, ctx, at, (nr - accepted) as usize) {
+            match try_emulate(&format, ctx, at, (nr - accepted) as usize) {
                 Outcome::Submitted { count, stop } => {
                     accepted += count as c_long;
                     if accepted >= nr || stop {
@@ -173,7 +184,7 @@ fn refused_is_pi(slots: usize, k: usize) -> Option<bool> {
 /// Validate the PI iocb at `*slot` (refused by the kernel) and the PI
 /// iocbs right after it (`remaining` slots from `slot` on belong to the
 /// batch), and submit their shadows.
-fn try_emulate(c: &Context, ctx: usize, slot: usize, remaining: usize) -> Outcome {
+fn try_emulate(format: &Format, ctx: usize, slot: usize, remaining: usize) -> Outcome {
     // The kernel has just read both (get_user of the pointer, then
     // copy_from_user of the iocb, then put_user of its aio_key all precede
     // the opcode check that produced -EINVAL; a bad address would have
@@ -206,7 +217,7 @@ fn try_emulate(c: &Context, ctx: usize, slot: usize, remaining: usize) -> Outcom
             &mut run,
         );
     }
-    match prepare_run(c, &mut mem, run) {
+    match prepare_run(format, &mut mem, run) {
         Ok(checked) => submit_run(ctx, &mut mem, checked),
         Err(e) => Outcome::Refused(e),
     }
@@ -311,12 +322,12 @@ fn cut(cands: &mut Vec<Candidate>, at: usize, err: i32) -> Result<(), i32> {
 // `c_ulong` is `u64` only on 64-bit targets.
 #[allow(clippy::useless_conversion)]
 fn prepare_run(
-    c: &Context,
+    format: &Format,
     mem: &mut CallerMem,
     run: Vec<(*mut iocb, iocb)>,
 ) -> Result<Checked, i32> {
     const EINVAL: i32 = -libc::EINVAL;
-    let format = format_of(c);
+    let format = *format;
     let iv = format.interval;
 
     // 1. The iocb's own fields and the fd: open (the kernel checked), for
