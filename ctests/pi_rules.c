@@ -604,7 +604,27 @@ static void test_short_read(io_context_t ctx, uint64_t *rng)
 	memcpy(flat + 2560, back + 2048, 1536);
 	CHECKF(memcmp(flat, d, 4096) == 0, "scattered data");
 	CHECKF(memcmp(pi, want, 64) == 0, "scattered PI");
+
+	/* An end of file inside an interval (1000 more bytes, written without
+	 * O_DIRECT): res = 5096 as for a plain read; the 10th interval, read
+	 * in part, gets the tuple of its 488 bytes padded with zeros (what a
+	 * device with PI holds for that sector, its tail past the end of file
+	 * zeroed), the 11th and later zero tuples. */
+	int bfd = open("short.dat", O_WRONLY);
+	fill_random(d + 4096, 1000, rng);
+	CHECKF(bfd >= 0 && pwrite(bfd, d + 4096, 1000, 4096) == 1000 && fsync(bfd) == 0, "1000 bytes appended");
+	close(bfd);
+	memset(pi, 0xEE, 128);
+	CHECK_EQ_MSG(read_pi(ctx, fd, back, 8192, pi, 128, 0), 5096, "read ending inside an interval");
+	uint8_t last[512] = { 0 };
+	memcpy(last, d + 4608, 488);
+	expected_pi(T1_512, want, d, 4608, 0);
+	expected_pi(T1_512, want + 72, last, 512, 4608);
+	CHECKF(memcmp(pi, want, 80) == 0, "tuples for 10 intervals, the 10th over its bytes and zeros");
+	CHECKF(memcmp(pi + 80, zero, 48) == 0, "zero tuples after them");
+	CHECKF(memcmp(back, d, 5096) == 0, "the data read");
 	close(fd);
+	unlink("short.dat");
 	free(d); free(pi); free(back); free(want);
 }
 

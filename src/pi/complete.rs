@@ -3,7 +3,7 @@
 //! caller's `obj` and `data`; free the records of a destroyed context.
 
 use crate::abi::io_event;
-use crate::pi::format::Format;
+use crate::pi::format::{Format, MAX_INTERVAL};
 use crate::pi::record::{live, Kind, Record, RecordPtr, IN_FLIGHT};
 use crate::sys;
 use core::ffi::{c_long, c_void};
@@ -72,9 +72,9 @@ fn translate(ev: &mut io_event, rec: &Record) {
 }
 
 /// Fill the caller's PI buffer (`pi_len` bytes: the tuples of the whole
-/// data): tuples for the intervals actually read (the first
-/// `res / interval`), zeros for the rest (none read, a short read, or an
-/// error: `res` = 0).  `false`, with nothing stored, if the buffer is no
+/// data): tuples for the intervals actually read (see [`fill_read_pi`]),
+/// zeros for the rest (none read, a short read, or an error: `res` = 0).
+/// `false`, with nothing stored, if the buffer is no
 /// longer writable: the caller unmapped or protected it while its read
 /// was in flight.  A DIX kernel pins the pages at submit and fills them
 /// anyway; we cannot pin, so such an event reports `-EFAULT` instead of
@@ -112,18 +112,26 @@ fn store_read_pi(
     sys::SelfMem::new().write_ranges(&tuples, core::slice::from_ref(&range)) == 1
 }
 
-/// The PI of a read into `out` (see [`store_read_pi`]).
+/// The PI of a read into `out` (see [`store_read_pi`]): a tuple for each
+/// interval read, zeros after them.  A last interval read only in part (a
+/// read that ends at an end of file which is not a multiple of the
+/// interval) gets the tuple of its bytes padded with zeros: what a device
+/// with PI holds for that sector, whose tail past the end of file the
+/// filesystem keeps zeroed; the caller's buffer past `res` is not read.
 fn fill_read_pi(data: &[libc::iovec], res: usize, out: &mut [u8], format: &Format, seed: u64) {
+    static ZEROS: [u8; MAX_INTERVAL] = [0; MAX_INTERVAL];
+    let iv = format.interval;
     // `res` never exceeds the data length, whose tuples fill `out`; the
     // `min` only keeps a kernel surprise in bounds.
-    let n = (res / format.interval).min(out.len() / format.tuple_size());
+    let n = res.div_ceil(iv).min(out.len() / format.tuple_size());
     let (tuples, rest) = out.split_at_mut(n * format.tuple_size());
     rest.fill(0);
     if n == 0 {
         return;
     }
-    let mut left = n * format.interval;
-    let mut segs: Vec<&[u8]> = Vec::with_capacity(data.len());
+    let mut left = res.min(n * iv);
+    let pad = n * iv - left;
+    let mut segs: Vec<&[u8]> = Vec::with_capacity(data.len() + 1);
     for v in data {
         if left == 0 {
             break;
@@ -142,6 +150,7 @@ fn fill_read_pi(data: &[libc::iovec], res: usize, out: &mut [u8], format: &Forma
         segs.push(unsafe { core::slice::from_raw_parts(v.iov_base as *const u8, k) });
         left -= k;
     }
+    segs.push(&ZEROS[..pad]);
     format.generate_segments(&segs, seed, tuples);
 }
 
