@@ -74,11 +74,11 @@ fn translate(ev: &mut io_event, rec: &Record) {
 /// Fill the caller's PI buffer (`pi_len` bytes: the tuples of the whole
 /// data): tuples for the intervals actually read (see [`fill_read_pi`]),
 /// zeros for the rest (none read, a short read, or an error: `res` = 0).
-/// `false`, with nothing stored, if the buffer is no
-/// longer writable: the caller unmapped or protected it while its read
-/// was in flight.  A DIX kernel pins the pages at submit and fills them
-/// anyway; we cannot pin, so such an event reports `-EFAULT` instead of
-/// the library faulting in the reaping thread.
+/// `false`, with nothing stored, if the buffer is no longer writable: the
+/// caller unmapped or protected it while its read was in flight.  A DIX
+/// kernel pins the pages at submit and fills them anyway; we cannot pin,
+/// so such an event reports `-EFAULT` instead of the library faulting in
+/// the reaping thread.
 fn store_read_pi(
     data: &[libc::iovec],
     res: usize,
