@@ -316,6 +316,12 @@ impl Context {
         }
     }
 
+    /// This registration's number ([`REGISTRATIONS`] when it was made):
+    /// tells a context from a later one at the same address.
+    pub fn registration(&self) -> u64 {
+        self.registered_seq.load(Ordering::Relaxed)
+    }
+
     /// `io_destroy` failed and the context lives on: allow user reaping again.
     pub fn abort_destroy(&self) {
         self.reap_state
@@ -334,6 +340,18 @@ extern "C" fn after_fork_in_child() {
     // Memory marked MADV_DONTFORK is not in the child: trust no buffer the
     // kernel proved in the parent (see `proven`).
     crate::proven::forget_all();
+    // The emulated-PI records: their map's lock may be held by a parent
+    // thread, and their contexts are the parent's.
+    crate::pi::after_fork_in_child();
+}
+
+/// Install the library's `pthread_atfork` child handler (once).
+pub fn ensure_atfork() {
+    ATFORK.call_once(|| {
+        // SAFETY: registering a plain function with no preconditions; glibc
+        // ties the registration to this DSO and drops it on dlclose.
+        unsafe { libc::pthread_atfork(None, None, Some(after_fork_in_child)) };
+    });
 }
 
 #[inline(always)]
@@ -370,11 +388,7 @@ pub fn register(ctx: usize, max_events: u32) {
     if ctx <= CLAIMED {
         return;
     }
-    ATFORK.call_once(|| {
-        // SAFETY: registering a plain function with no preconditions; glibc
-        // ties the registration to this DSO and drops it on dlclose.
-        unsafe { libc::pthread_atfork(None, None, Some(after_fork_in_child)) };
-    });
+    ensure_atfork();
     let gen = FORK_GENERATION.load(Ordering::Acquire);
     // An entry left under this address (a ring that lived here before and
     // was moved away, or is from before a fork) is reused, so the address
@@ -467,10 +481,27 @@ fn ring_geometry(ctx: usize) -> (u32, u32) {
 }
 
 /// Forget a context after `io_destroy` (which succeeded, or said there is no
-/// such context).
-pub fn unregister(ctx: usize) {
+/// such context): the registration `seq` ([`Context::registration`], read
+/// before the destroy) of `ctx`, unless a context created at the same
+/// address meanwhile (by another thread) has replaced it.
+pub fn unregister(ctx: usize, seq: u64) {
     if let Some(slot) = lookup(ctx) {
-        slot.key.store(TOMBSTONE, Ordering::Release);
+        // Hold the slot (as `register` does) while checking which
+        // registration it has, so a new one cannot complete in between; a
+        // new context's entry is put back (lookups miss it meanwhile and
+        // take the kernel's path, for a few instructions).
+        if slot
+            .key
+            .compare_exchange(ctx, CLAIMED, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+        {
+            let next = if slot.registration() == seq {
+                TOMBSTONE
+            } else {
+                ctx
+            };
+            slot.key.store(next, Ordering::Release);
+        }
     }
 }
 
@@ -519,11 +550,22 @@ mod tests {
         register(b, 16);
         assert_eq!(lookup(a).unwrap().ring_addr(), a);
         assert_eq!(lookup(b).unwrap().max_events.load(Ordering::Relaxed), 16);
-        unregister(a);
+        unregister(a, lookup(a).unwrap().registration());
         assert!(lookup(a).is_none());
         assert!(lookup(b).is_some());
-        unregister(b);
+        unregister(b, lookup(b).unwrap().registration());
         assert!(lookup(b).is_none());
+        // An io_destroy that returns after a new context got the same
+        // address (and registered) leaves the new one registered.
+        register(a, 8);
+        let old = lookup(a).unwrap().registration();
+        register(a, 8);
+        let new = lookup(a).unwrap().registration();
+        assert_ne!(old, new);
+        unregister(a, old);
+        assert_eq!(lookup(a).map(Context::registration), Some(new));
+        unregister(a, new);
+        assert!(lookup(a).is_none());
         assert!(lookup(0).is_none());
         assert!(lookup(usize::MAX).is_none());
     }
@@ -538,7 +580,8 @@ mod tests {
             assert!(lookup(base + i * 0x1000 * 1024).is_some(), "{i}");
         }
         for i in 0..300 {
-            unregister(base + i * 0x1000 * 1024);
+            let c = base + i * 0x1000 * 1024;
+            unregister(c, lookup(c).unwrap().registration());
         }
         for i in 0..300 {
             assert!(lookup(base + i * 0x1000 * 1024).is_none());
@@ -569,6 +612,6 @@ mod tests {
             "child saw the parent's context"
         );
         assert!(lookup(a).is_some(), "the parent keeps its context");
-        unregister(a);
+        unregister(a, lookup(a).unwrap().registration());
     }
 }

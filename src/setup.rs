@@ -49,7 +49,12 @@ pub fn destroy(ctx: usize) -> i32 {
     let mut id = [0u8; 4];
     let have_id = sys::plausible_user_range(ctx, 32) && sys::copy_from_user(&mut id, ctx) == 0;
     let before = context::registrations_so_far();
+    let pi_before = crate::pi::records_so_far();
     let registered = context::lookup(ctx);
+    // Which registration this destroy is about: the kernel unmaps the ring
+    // first and then waits for in-flight requests, so another thread's
+    // io_setup may get the same address (and register it) before we return.
+    let registration = registered.map(|c| c.registration());
     if let Some(c) = registered {
         c.begin_destroy();
     }
@@ -62,12 +67,12 @@ pub fn destroy(ctx: usize) -> i32 {
     }
     if r == 0 {
         // Every in-flight request has finished: free emulated-PI records.
-        crate::pi::context_destroyed(ctx);
+        crate::pi::context_destroyed(ctx, pi_before);
     }
-    if let Some(c) = registered {
+    if let (Some(c), Some(seq)) = (registered, registration) {
         if r == 0 || r == -(libc::EINVAL as core::ffi::c_long) {
-            context::unregister(ctx);
-        } else {
+            context::unregister(ctx, seq);
+        } else if c.registration() == seq {
             c.abort_destroy();
         }
     }

@@ -4,7 +4,7 @@
 
 use crate::abi::io_event;
 use crate::pi::format::{Format, MAX_INTERVAL};
-use crate::pi::record::{live, Kind, Record, RecordPtr, IN_FLIGHT};
+use crate::pi::record::{live, Kind, Record, RecordPtr, IN_FLIGHT, RECORD_SEQ};
 use crate::sys;
 use core::ffi::{c_long, c_void};
 use core::sync::atomic::Ordering;
@@ -154,9 +154,20 @@ fn fill_read_pi(data: &[libc::iovec], res: usize, out: &mut [u8], format: &Forma
     format.generate_segments(&segs, seed, tuples);
 }
 
+/// `RECORD_SEQ` now: call before the `io_destroy(2)` system call and pass
+/// to [`forget_context`].
+pub fn records_so_far() -> u64 {
+    RECORD_SEQ.load(Ordering::Relaxed)
+}
+
 /// After a successful `io_destroy(ctx)`: the kernel has waited for every
-/// in-flight request and discarded their events, so free their records.
-pub fn forget_context(ctx: usize) {
+/// in-flight request and discarded their events, so free their records:
+/// those with this context address created before the destroy began
+/// (`before`, from [`records_so_far`]).  The kernel unmaps the ring at
+/// the start of the destroy and then waits, so another thread's
+/// `io_setup` can get the same address meanwhile; the records of that new
+/// context are newer (see `record`) and stay.
+pub fn forget_context(ctx: usize, before: u64) {
     if IN_FLIGHT.load(Ordering::Relaxed) == 0 {
         return;
     }
@@ -166,7 +177,7 @@ pub fn forget_context(ctx: usize) {
         map.retain(|_, p| {
             // SAFETY: records in the map are owned by the map, whose lock
             // we hold.
-            let mine = unsafe { (*p.0).ctx } == ctx;
+            let mine = unsafe { (*p.0).ctx == ctx && (*p.0).seq < before };
             if mine {
                 gone.push(RecordPtr(p.0));
             }

@@ -97,10 +97,23 @@ pub fn complete(_ctx: usize, events: *mut io_event, n: i32) {
     complete::complete(events, n)
 }
 
-/// The `io_destroy` hook (after the kernel's successful destroy).
+/// The `fork()` child hook (see `record::after_fork_in_child`).
+pub fn after_fork_in_child() {
+    record::after_fork_in_child()
+}
+
+/// The number to pass to [`context_destroyed`], read before the
+/// `io_destroy(2)` system call.
 #[inline]
-pub fn context_destroyed(ctx: usize) {
-    complete::forget_context(ctx)
+pub fn records_so_far() -> u64 {
+    complete::records_so_far()
+}
+
+/// The `io_destroy` hook (after the kernel's successful destroy); `before`
+/// from [`records_so_far`].
+#[inline]
+pub fn context_destroyed(ctx: usize, before: u64) {
+    complete::forget_context(ctx, before)
 }
 
 /// Encode a C format constant and interval for `Context::pi_format`

@@ -8,6 +8,12 @@
 //!   submitted, removed by the one reaper that got its event (or by
 //!   `io_destroy`'s clean-up, or on a failed submission).  A record is only
 //!   dereferenced by whoever removed it from the map, or under the lock.
+//!   The map is reached through `LIVE_MAP`: null for the first map, a new,
+//!   empty one in a child after `fork()` ([`after_fork_in_child`]), where
+//!   the lock may have been held by a parent thread that does not exist
+//!   there (and the parent's records belong to contexts the child does not
+//!   have).  Swapped only in the child's fork handler, while the child has
+//!   a single thread; read with `Acquire`.
 //! * `IN_FLIGHT`: number of records in `LIVE`.  The reap hook's only
 //!   cost for plain users is one `Relaxed` load of it.  `Relaxed` suffices:
 //!   the increment precedes (in program order) the `io_submit` of the
@@ -16,19 +22,46 @@
 //!   kernel's own locking; so by coherence a reaper holding a shadow event
 //!   reads a value that includes its record's increment (the matching
 //!   decrement is done by that same reaper, later).
+//! * `RECORD_SEQ`: numbers records in creation order, so that `io_destroy`
+//!   frees only records created before it began (see
+//!   `complete::forget_context`).  `Relaxed` suffices: a record of a
+//!   context created at the same address after the destroy began is made
+//!   by a thread that learned that address from an `io_setup(2)` which
+//!   returned after the destroyed ring was unmapped, inside the destroy's
+//!   system call, after its `RECORD_SEQ` load; that load therefore
+//!   happens-before the record's `fetch_add`, which by coherence returns a
+//!   larger value.
 
 use crate::abi::iocb;
 use crate::pi::format::Format;
 use core::ffi::c_void;
-use core::sync::atomic::AtomicUsize;
+use core::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard};
 
 /// Number of live records (see the module documentation).
 pub(super) static IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
 
+/// Next record number (see the module documentation).
+pub(super) static RECORD_SEQ: AtomicU64 = AtomicU64::new(0);
+
 /// Live records by shadow-iocb address.
-pub(super) static LIVE: Mutex<BTreeMap<usize, RecordPtr>> = Mutex::new(BTreeMap::new());
+static LIVE: Mutex<BTreeMap<usize, RecordPtr>> = Mutex::new(BTreeMap::new());
+
+/// The map in use after a `fork()` (null: [`LIVE`]).  See the module
+/// documentation.
+static LIVE_MAP: AtomicPtr<Mutex<BTreeMap<usize, RecordPtr>>> =
+    AtomicPtr::new(core::ptr::null_mut());
+
+/// In a child after `fork()` (called by the library's `pthread_atfork`
+/// child handler): start with no records and a lock nobody holds.  The
+/// parent's records are left alone (leaked): a thread of the parent may
+/// have been changing the map.
+pub(crate) fn after_fork_in_child() {
+    let fresh = Box::into_raw(Box::new(Mutex::new(BTreeMap::new())));
+    LIVE_MAP.store(fresh, Ordering::Release);
+    IN_FLIGHT.store(0, Ordering::Relaxed);
+}
 
 /// An owned `Box<Record>` kept as a raw pointer, so that the kernel may
 /// write to the shadow iocb inside it (its `aio_key`) without aliasing a
@@ -40,7 +73,15 @@ unsafe impl Send for RecordPtr {}
 
 pub(super) fn live() -> MutexGuard<'static, BTreeMap<usize, RecordPtr>> {
     // The library aborts on panic, so the lock cannot really be poisoned.
-    LIVE.lock().unwrap_or_else(|e| e.into_inner())
+    let p = LIVE_MAP.load(Ordering::Acquire);
+    let map = if p.is_null() {
+        &LIVE
+    } else {
+        // SAFETY: set only by `after_fork_in_child` from `Box::into_raw`,
+        // and never freed.
+        unsafe { &*p }
+    };
+    map.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// What to do with a shadow's completion.
@@ -71,8 +112,10 @@ pub(super) enum Kind {
 pub(super) struct Record {
     /// The iocb the kernel knows; its address is the event's `obj`.
     pub(super) shadow: iocb,
-    /// The context it was submitted to (for `io_destroy`'s clean-up).
+    /// The context it was submitted to, and its number in `RECORD_SEQ`
+    /// (for `io_destroy`'s clean-up).
     pub(super) ctx: usize,
+    pub(super) seq: u64,
     /// The caller's iocb and `aio_data`, restored into the event.
     pub(super) user_iocb: *mut iocb,
     pub(super) user_data: *mut c_void,

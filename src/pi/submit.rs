@@ -7,7 +7,7 @@ use crate::context;
 use crate::pi::caller::CallerMem;
 use crate::pi::format::Format;
 use crate::pi::format_of;
-use crate::pi::record::{live, Kind, Record, RecordPtr, IN_FLIGHT};
+use crate::pi::record::{live, Kind, Record, RecordPtr, IN_FLIGHT, RECORD_SEQ};
 use crate::sys;
 use core::ffi::{c_long, c_void};
 use core::sync::atomic::Ordering;
@@ -530,6 +530,7 @@ fn submit_run(ctx: usize, mem: &mut CallerMem, checked: Checked) -> Outcome {
             rec: Box::new(Record {
                 shadow: iocb::zeroed(),
                 ctx: 0,
+                seq: 0,
                 user_iocb: core::ptr::null_mut(),
                 user_data: core::ptr::null_mut(),
                 kind,
@@ -640,6 +641,7 @@ fn fill_shadow(ctx: usize, p: Pending) -> (*mut Record, Option<i32>) {
     } = p;
     let io = &io;
     rec.ctx = ctx;
+    rec.seq = RECORD_SEQ.fetch_add(1, Ordering::Relaxed);
     rec.user_iocb = user_iocb;
     rec.user_data = io.data;
     // SAFETY: reading integer union fields.
@@ -693,6 +695,9 @@ fn fill_shadow(ctx: usize, p: Pending) -> (*mut Record, Option<i32>) {
 
 /// Publish the records of a run and submit their shadows in one call.
 fn submit_shadows(ctx: usize, run: Vec<Pending>) -> Outcome {
+    // A context from a raw io_setup(2) never registered the fork handler
+    // that resets the records' map in a child.
+    context::ensure_atfork();
     let mut raws: Vec<*mut Record> = Vec::with_capacity(run.len());
     let mut evfds = Vec::new();
     for p in run {

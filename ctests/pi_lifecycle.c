@@ -1,0 +1,171 @@
+/* PI iocbs across context and process lifecycles:
+ *  - io_destroy with PI reads in flight while another thread creates a new
+ *    context, which the kernel often puts at the destroyed ring's address
+ *    (it unmaps the ring first, then waits for the I/O): the new context's
+ *    PI read must come back with its own obj/data/res and tuples, and
+ *    io_set_pi_format must still know the new context;
+ *  - fork() while another thread submits and reaps PI iocbs: the child's
+ *    own PI read on its own context must complete (it used to hang on a
+ *    lock held by a parent thread at the fork). */
+#include "pi_common.h"
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <sys/wait.h>
+
+static const struct fmt T1 = { IO_PI_T10_DIF_TYPE1_CRC, 512 };
+enum { BIG = 1 << 20, NSLOW = 16, FILE_MB = 32 };
+
+static int fd;
+static uint8_t *file_data; /* the file's first 4 KiB */
+static io_context_t ctx1;
+static _Atomic int phase;
+
+static void *destroyer(void *a)
+{
+	(void)a;
+	while (atomic_load(&phase) != 1)
+		;
+	atomic_store(&phase, 2);
+	int r = io_destroy(ctx1);
+	atomic_store(&phase, r == 0 ? 3 : -1);
+	return NULL;
+}
+
+/* One PI read of 4 KiB at 0 on ctx; 1 if its event and tuples are right. */
+static int pi_read_ok(io_context_t ctx, long tag)
+{
+	uint8_t *buf = xalloc(4096), pi[64], want[64];
+	struct iovec iov[2] = { { buf, 4096 }, { pi, 64 } };
+	struct iocb io, *l[1] = { &io };
+	struct io_event ev;
+	struct timespec ts = { 10, 0 };
+	io_prep_preadvm(&io, fd, iov, 2, 0);
+	io.data = (void *)tag;
+	int ok = io_submit(ctx, 1, l) == 1 && io_getevents(ctx, 1, 1, &ev, &ts) == 1 && ev.obj == &io &&
+		 ev.data == (void *)tag && (long)ev.res == 4096;
+	expected_pi(T1, want, file_data, 4096, 0);
+	ok = ok && memcmp(pi, want, 64) == 0 && memcmp(buf, file_data, 4096) == 0;
+	free(buf);
+	return ok;
+}
+
+static void destroy_during_setup(void)
+{
+	static uint8_t *slow[NSLOW], *slowpi[NSLOW];
+	static struct iocb sio[NSLOW];
+	static struct iovec siov[NSLOW][2];
+	int same = 0, bad = 0, fmt_bad = 0;
+	for (int i = 0; i < NSLOW; i++) {
+		slow[i] = xalloc(BIG);
+		slowpi[i] = xalloc(BIG / 512 * 8);
+	}
+	for (int it = 0; it < 20; it++) {
+		ctx1 = 0;
+		if (io_setup(64, &ctx1) != 0) {
+			CHECKF(0, "io_setup");
+			return;
+		}
+		struct iocb *l[NSLOW];
+		for (int i = 0; i < NSLOW; i++) {
+			siov[i][0] = (struct iovec){ slow[i], BIG };
+			siov[i][1] = (struct iovec){ slowpi[i], BIG / 512 * 8 };
+			io_prep_preadvm(&sio[i], fd, siov[i], 2, (long long)((it + i) % FILE_MB) * BIG);
+			l[i] = &sio[i];
+		}
+		CHECK_EQ_MSG(io_submit(ctx1, NSLOW, l), NSLOW, "16 slow PI reads in flight");
+		pthread_t th;
+		pthread_create(&th, NULL, destroyer, NULL);
+		atomic_store(&phase, 1);
+		while (atomic_load(&phase) < 2)
+			;
+		usleep(50);
+		io_context_t ctx2 = 0;
+		CHECK_EQ_MSG(io_setup(64, &ctx2), 0, "a new context while the old one is destroyed");
+		same += ctx2 == ctx1;
+		/* Submitted before the destroy returns, reaped after. */
+		uint8_t *buf = xalloc(4096), pi[64], want[64];
+		struct iovec iov[2] = { { buf, 4096 }, { pi, 64 } };
+		struct iocb io, *p = &io;
+		struct io_event ev;
+		struct timespec ts = { 10, 0 };
+		io_prep_preadvm(&io, fd, iov, 2, 0);
+		io.data = (void *)0x1234;
+		int sub = io_submit(ctx2, 1, &p);
+		pthread_join(th, NULL);
+		CHECK_EQ_MSG(atomic_load(&phase), 3, "the old context destroyed");
+		fmt_bad += io_set_pi_format(ctx2, IO_PI_T10_DIF_TYPE1_CRC, 512) != 0;
+		expected_pi(T1, want, file_data, 4096, 0);
+		bad += !(sub == 1 && io_getevents(ctx2, 1, 1, &ev, &ts) == 1 && ev.obj == &io &&
+			 ev.data == (void *)0x1234 && (long)ev.res == 4096 && memcmp(pi, want, 64) == 0);
+		CHECK_EQ_MSG(io_destroy(ctx2), 0, "new context destroyed");
+		free(buf);
+	}
+	printf("# new context at the destroyed ring's address: %d of 20\n", same);
+	CHECKF(bad == 0, "the new context's PI reads: %d of 20 wrong", bad);
+	CHECKF(fmt_bad == 0, "io_set_pi_format on the new context: %d of 20 failed", fmt_bad);
+	for (int i = 0; i < NSLOW; i++) {
+		free(slow[i]);
+		free(slowpi[i]);
+	}
+}
+
+static _Atomic int stop;
+
+/* Keeps PI reads going on its own context (the record map busy). */
+static void *pi_churn(void *a)
+{
+	(void)a;
+	io_context_t c = 0;
+	if (io_setup(32, &c) != 0)
+		return NULL;
+	while (!atomic_load(&stop))
+		pi_read_ok(c, 7);
+	io_destroy(c);
+	return NULL;
+}
+
+static void fork_during_pi(void)
+{
+	pthread_t th;
+	pthread_create(&th, NULL, pi_churn, NULL);
+	int hung = 0, failed = 0;
+	for (int i = 0; i < 60; i++) {
+		pid_t pid = fork();
+		if (pid == 0) {
+			alarm(10); /* a hang ends in SIGALRM */
+			io_context_t c = 0;
+			int ok = io_setup(8, &c) == 0 && pi_read_ok(c, 9) && io_destroy(c) == 0;
+			_exit(ok ? 0 : 1);
+		}
+		int st = 0;
+		waitpid(pid, &st, 0);
+		hung += WIFSIGNALED(st);
+		failed += WIFEXITED(st) && WEXITSTATUS(st) != 0;
+		usleep(1000);
+	}
+	atomic_store(&stop, 1);
+	pthread_join(th, NULL);
+	CHECKF(hung == 0, "fork with PI I/O in another thread: %d of 60 children hung", hung);
+	CHECKF(failed == 0, "children whose own PI read failed: %d of 60", failed);
+}
+
+int main(void)
+{
+	fd = open("lifecycle.dat", O_RDWR | O_CREAT | O_TRUNC | O_DIRECT, 0644);
+	if (fd < 0)
+		return 77;
+	uint8_t *w = xalloc(BIG);
+	uint64_t rng = 3;
+	fill_random(w, BIG, &rng);
+	for (int i = 0; i < FILE_MB; i++)
+		if (pwrite(fd, w, BIG, (long long)i * BIG) != BIG)
+			return 77;
+	file_data = w;
+	destroy_during_setup();
+	fork_during_pi();
+	close(fd);
+	unlink("lifecycle.dat");
+	free(w);
+	return ctest_finish();
+}
