@@ -4,7 +4,7 @@
 
 use crate::abi::io_event;
 use crate::pi::format::{Format, MAX_INTERVAL};
-use crate::pi::record::{live, Kind, Record, RecordPtr, IN_FLIGHT, RECORD_SEQ};
+use crate::pi::record::{live, shadow_tag, Kind, Record, RecordPtr, IN_FLIGHT, RECORD_SEQ};
 use crate::sys;
 use core::ffi::{c_long, c_void};
 use core::sync::atomic::Ordering;
@@ -31,8 +31,16 @@ fn complete_slow(events: *mut io_event, n: usize) {
             return;
         }
         for (i, ev) in evs.iter().enumerate() {
-            if let Some(p) = map.remove(&(ev.obj as usize)) {
-                mine.push((i, p));
+            let obj = ev.obj as usize;
+            // SAFETY: records in the map are owned by the map, whose lock
+            // we hold.
+            let ours = map
+                .get(&obj)
+                .is_some_and(|p| shadow_tag(unsafe { (*p.0).seq }) == ev.data as usize);
+            if ours {
+                if let Some(p) = map.remove(&obj) {
+                    mine.push((i, p));
+                }
             }
         }
     }

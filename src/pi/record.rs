@@ -84,6 +84,15 @@ pub(super) fn live() -> MutexGuard<'static, BTreeMap<usize, RecordPtr>> {
     map.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// The `aio_data` of a record's shadow, so that its event is told from
+/// the event of a caller's plain iocb at the same address (a program may
+/// free an iocb once submitted, and the record may then be allocated
+/// there): all high bits set, never a user-space pointer nor a small
+/// number, and unique among live records.
+pub(super) fn shadow_tag(seq: u64) -> usize {
+    !(seq as usize)
+}
+
 /// What to do with a shadow's completion.
 pub(super) enum Kind {
     /// Compute PI over the data read into the caller's buffers.

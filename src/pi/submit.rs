@@ -7,7 +7,7 @@ use crate::context;
 use crate::pi::caller::CallerMem;
 use crate::pi::format::Format;
 use crate::pi::format_of;
-use crate::pi::record::{live, Kind, Record, RecordPtr, IN_FLIGHT, RECORD_SEQ};
+use crate::pi::record::{live, shadow_tag, Kind, Record, RecordPtr, IN_FLIGHT, RECORD_SEQ};
 use crate::sys;
 use core::ffi::{c_long, c_void};
 use core::sync::atomic::Ordering;
@@ -642,6 +642,7 @@ fn fill_shadow(ctx: usize, p: Pending) -> (*mut Record, Option<i32>) {
     let io = &io;
     rec.ctx = ctx;
     rec.seq = RECORD_SEQ.fetch_add(1, Ordering::Relaxed);
+    let tag = shadow_tag(rec.seq) as *mut c_void;
     rec.user_iocb = user_iocb;
     rec.user_data = io.data;
     // SAFETY: reading integer union fields.
@@ -689,6 +690,7 @@ fn fill_shadow(ctx: usize, p: Pending) -> (*mut Record, Option<i32>) {
             sh.u.c.resfd = resfd;
         }
     }
+    sh.data = tag;
     rec.shadow = sh;
     (Box::into_raw(rec), evfd)
 }
