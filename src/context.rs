@@ -75,11 +75,12 @@ pub struct Context {
     /// process's context table, unique among live contexts.  Lets `io_destroy`
     /// of a ring that was moved with `mremap` forget the old address.
     ring_id: AtomicU32,
-    /// `pthread_self()` of the thread holding [`ReapState::USER`], 0 when
-    /// none: set right after taking USER, cleared right before giving it
-    /// back, so a thread sees its own id here only while it holds USER.
-    /// Lets a signal handler that interrupted a user-space reap on the same
-    /// context notice it instead of waiting for itself forever.
+    /// `pthread_self()` of the user-space reaper, 0 when none: the lock
+    /// among user reapers (taken with a CAS, `Acquire`; given back with a
+    /// `Release` store), held from before taking [`ReapState::USER`] until
+    /// after giving it back (see [`Context::try_user_reap`]).  Lets a signal
+    /// handler that interrupted a user-space reap on the same context
+    /// notice it instead of waiting for itself forever.
     user_owner: AtomicUsize,
     /// [`REGISTRATIONS`] when registered: orders registrations against an
     /// `io_destroy` (see [`forget_moved`]).
@@ -169,11 +170,12 @@ impl UserReaper<'_> {
 impl Drop for UserReaper<'_> {
     #[inline]
     fn drop(&mut self) {
-        self.ctx.user_owner.store(0, Ordering::Relaxed);
+        // USER first, then the owner (see `Context::try_user_reap`).
         // `fetch_and`, not a store: `io_destroy` may set DYING meanwhile.
         self.ctx
             .reap_state
             .fetch_and(!ReapState::USER, Ordering::Release);
+        self.ctx.user_owner.store(0, Ordering::Release);
     }
 }
 
@@ -232,11 +234,44 @@ impl Context {
     /// `ctx`, if nobody else reaps it: no user reaper (waits for one to
     /// finish), no thread in a reaping system call, not being destroyed, and
     /// a ring we understood at registration.  `Ok(None)`: use the system
-    /// call.  `Err(Reentrant)`: this thread already reaps this ring (we are
-    /// in a signal handler that interrupted it).
+    /// call.  `Err(Reentrant)`: this thread already reaps this ring, or is
+    /// taking or giving it back (we are in a signal handler that
+    /// interrupted it).
+    ///
+    /// Two steps: first `user_owner` (0 -> this thread), the lock among user
+    /// reapers, then the USER bit of `reap_state`, which excludes kernel
+    /// reapers and `io_destroy`.  Owner first, so that from before this
+    /// thread can hold USER until after it has given it back, `user_owner`
+    /// names it: a signal handler on this thread always recognises itself
+    /// (before, a signal between taking USER and storing the owner, or
+    /// between clearing the owner and giving USER back, left the handler
+    /// waiting for its own thread forever).
     #[inline]
     pub fn try_user_reap(&self, ctx: usize) -> Result<Option<UserReaper<'_>>, Reentrant> {
+        // SAFETY: pthread_self has no preconditions.
+        let me = unsafe { libc::pthread_self() } as usize;
         let mut spins = 0;
+        loop {
+            match self
+                .user_owner
+                .compare_exchange_weak(0, me, Ordering::Acquire, Ordering::Relaxed)
+            {
+                Ok(_) => break,
+                Err(o) if o == me => return Err(Reentrant),
+                // A spurious CAS failure on 0.
+                Err(0) => {}
+                // Another user reaper: it finishes soon, then we try again,
+                // unless kernel reapers are in or the context is dying (the
+                // system call answers).
+                Err(_) => {
+                    let s = self.reap_state.load(Ordering::Relaxed);
+                    if s & !ReapState::USER != 0 {
+                        return Ok(None);
+                    }
+                    backoff(&mut spins)
+                }
+            }
+        }
         loop {
             match self.reap_state.compare_exchange_weak(
                 0,
@@ -245,26 +280,14 @@ impl Context {
                 Ordering::Relaxed,
             ) {
                 Ok(_) => break,
-                // Another user reaper: it finishes soon, then we try again.
-                Err(s) if s & ReapState::USER != 0 => {
-                    if self.held_by_me() {
-                        return Err(Reentrant);
-                    }
-                    if s != ReapState::USER {
-                        // Dying: the system call answers.
-                        return Ok(None);
-                    }
-                    backoff(&mut spins)
-                }
-                // A spurious CAS failure on 0.
                 Err(0) => {}
                 // Kernel reapers, or dying: the system call answers.
-                Err(_) => return Ok(None),
+                Err(_) => {
+                    self.user_owner.store(0, Ordering::Release);
+                    return Ok(None);
+                }
             }
         }
-        // SAFETY: pthread_self has no preconditions.
-        self.user_owner
-            .store(unsafe { libc::pthread_self() } as usize, Ordering::Relaxed);
         let guard = UserReaper { ctx: self };
         // The slot may have been recycled for another context between the
         // caller's `lookup` and our CAS; while we hold USER its key can only
@@ -430,6 +453,7 @@ pub fn register(ctx: usize, max_events: u32) {
                 // Left over from before a fork(): no thread of the parent
                 // exists in this process, so nobody holds the state.
                 slot.reap_state.store(0, Ordering::Relaxed);
+                slot.user_owner.store(0, Ordering::Relaxed);
             } else {
                 // Keep the count of threads still inside a system call on a
                 // previous context of this slot (they decrement it when they
