@@ -510,8 +510,9 @@ void io_prep_pwritevm(struct iocb *iocb,
  the device's own format instead.
 
  Returns 0, or `-EINVAL` for an unknown format or interval, or a context
- not created by this library in this process (PI iocbs on such a context,
- from a raw `io_setup(2)` say, use the default format).
+ not created by this library in this process, or beyond the 1024 it keeps
+ track of at a time (PI iocbs on such a context, from a raw `io_setup(2)`
+ say, use the default format).
 
  # Safety
  Any argument values are safe: `ctx` is only looked up, never dereferenced
