@@ -50,12 +50,12 @@ pub fn destroy(ctx: usize) -> i32 {
     let have_id = sys::plausible_user_range(ctx, 32) && sys::copy_from_user(&mut id, ctx) == 0;
     let before = context::registrations_so_far();
     let pi_before = crate::pi::records_so_far();
-    let registered = context::lookup(ctx);
-    // Which registration this destroy is about: the kernel unmaps the ring
-    // first and then waits for in-flight requests, so another thread's
-    // io_setup may get the same address (and register it) before we return.
-    let registration = registered.map(|c| c.registration());
-    if let Some(c) = registered {
+    // The context and which registration of it this destroy is about: the
+    // kernel unmaps the ring first and then waits for in-flight requests,
+    // so another thread's io_setup may get the same address (and register
+    // it) before we return.
+    let registered = context::lookup(ctx).map(|c| (c, c.registration()));
+    if let Some((c, _)) = registered {
         c.begin_destroy();
     }
     let r = sys::io_destroy(ctx);
@@ -69,7 +69,7 @@ pub fn destroy(ctx: usize) -> i32 {
         // Every in-flight request has finished: free emulated-PI records.
         crate::pi::context_destroyed(ctx, pi_before);
     }
-    if let (Some(c), Some(seq)) = (registered, registration) {
+    if let Some((c, seq)) = registered {
         if r == 0 || r == -(libc::EINVAL as core::ffi::c_long) {
             context::unregister(ctx, seq);
         } else if c.registration() == seq {

@@ -8,6 +8,7 @@ use crate::pi::record::{live, shadow_tag, Kind, Record, RecordPtr, IN_FLIGHT, RE
 use crate::sys;
 use core::ffi::{c_long, c_void};
 use core::sync::atomic::Ordering;
+use std::collections::btree_map::Entry;
 
 /// Translate the shadow events among the `n` events just reaped into
 /// `events` (see the module documentation).  Plain users pay one load.
@@ -31,15 +32,11 @@ fn complete_slow(events: *mut io_event, n: usize) {
             return;
         }
         for (i, ev) in evs.iter().enumerate() {
-            let obj = ev.obj as usize;
-            // SAFETY: records in the map are owned by the map, whose lock
-            // we hold.
-            let ours = map
-                .get(&obj)
-                .is_some_and(|p| shadow_tag(unsafe { (*p.0).seq }) == ev.data as usize);
-            if ours {
-                if let Some(p) = map.remove(&obj) {
-                    mine.push((i, p));
+            if let Entry::Occupied(e) = map.entry(ev.obj as usize) {
+                // SAFETY: records in the map are owned by the map, whose
+                // lock we hold.
+                if shadow_tag(unsafe { (*e.get().0).seq }) == ev.data as usize {
+                    mine.push((i, e.remove()));
                 }
             }
         }

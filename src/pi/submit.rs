@@ -642,7 +642,6 @@ fn fill_shadow(ctx: usize, p: Pending) -> (*mut Record, Option<i32>) {
     let io = &io;
     rec.ctx = ctx;
     rec.seq = RECORD_SEQ.fetch_add(1, Ordering::Relaxed);
-    let tag = shadow_tag(rec.seq) as *mut c_void;
     rec.user_iocb = user_iocb;
     rec.user_data = io.data;
     // SAFETY: reading integer union fields.
@@ -690,7 +689,7 @@ fn fill_shadow(ctx: usize, p: Pending) -> (*mut Record, Option<i32>) {
             sh.u.c.resfd = resfd;
         }
     }
-    sh.data = tag;
+    sh.data = shadow_tag(rec.seq) as *mut c_void;
     rec.shadow = sh;
     (Box::into_raw(rec), evfd)
 }
