@@ -108,4 +108,18 @@ static inline int reap1(io_context_t ctx, struct io_event *ev)
 {
 	return io_getevents(ctx, 1, 1, ev, NULL);
 }
+
+/* Reap n events into ev[0 .. n) (blocking); returns how many were reaped:
+ * fewer than n only if io_getevents fails. */
+static inline int reap_n(io_context_t ctx, struct io_event *ev, int n)
+{
+	int got = 0;
+	while (got < n) {
+		int k = io_getevents(ctx, 1, n - got, ev + got, NULL);
+		if (k <= 0)
+			break;
+		got += k;
+	}
+	return got;
+}
 #endif

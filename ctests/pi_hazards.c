@@ -57,13 +57,7 @@ static void writes_with_no_fd_to_spare(io_context_t ctx, int fd)
 	}
 	int r = io_submit(ctx, 3, wl);
 	struct io_event ev[3];
-	int got = 0;
-	while (r > 0 && got < r) {
-		int k = io_getevents(ctx, 1, 3 - got, ev + got, NULL);
-		if (k <= 0)
-			break;
-		got += k;
-	}
+	int got = r > 0 ? reap_n(ctx, ev, r) : 0;
 	for (int i = 0; i < nf; i++)
 		close(fds[i]);
 	setrlimit(RLIMIT_NOFILE, &old);
@@ -160,13 +154,7 @@ static void freed_plain_iocb_at_a_shadow_address(int fd)
 		r2.data = (void *)0xBBBB;
 		p = &r2;
 		CHECK_EQ_MSG(io_submit(ctx, 1, &p), 1, "a second PI read");
-		int got = 0;
-		while (got < 2) {
-			int k = io_getevents(ctx, 1, 4, ev + got, NULL);
-			if (k <= 0)
-				break;
-			got += k;
-		}
+		int got = reap_n(ctx, ev, 2);
 		CHECK_EQ_MSG(got, 2, "two events");
 		for (int i = 0; i < got; i++) {
 			if (ev[i].data == (void *)0xAAAA)

@@ -57,13 +57,7 @@ int main(void)
 			total += cnt;
 	}
 	CHECK_EQ_MSG(total, 2, "eventfd signalled for both");
-	int got = 0;
-	while (got < 2) {
-		int r = io_getevents(ctx, 1, 2, ev + got, NULL);
-		if (r <= 0)
-			break;
-		got += r;
-	}
+	int got = reap_n(ctx, ev, 2);
 	CHECK_EQ_MSG(got, 2, "both reaped");
 	for (int i = 0; i < got; i++) {
 		if (ev[i].obj == &io2[0])
