@@ -2,7 +2,8 @@
  * contract while an op is in flight:
  *  - a write whose tuples do not verify still completes with -EILSEQ, and
  *    the good writes around it are submitted and written, when the fd table
- *    is full (the library cannot create its usual eventfd);
+ *    is full (the library needs no file descriptor for it; an earlier
+ *    version created an eventfd and failed the batch with -EMFILE);
  *  - a read whose PI buffer is made inaccessible, or read-only, while the
  *    read is in flight: no crash, the event reports -EFAULT, and a
  *    read-only buffer is left as it was;

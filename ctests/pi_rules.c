@@ -5,6 +5,8 @@
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
+#include <linux/fs.h>
 
 static const struct fmt T1_512 = { IO_PI_T10_DIF_TYPE1_CRC, 512 };
 
@@ -286,6 +288,145 @@ static void test_mixed_batch(io_context_t ctx, int fd, uint64_t *rng)
 		free(buf[i]);
 		free(pi[i]);
 	}
+}
+
+/* A PI write is refused at io_submit exactly like its plain twin (the same
+ * pwritev without PI) whatever its tuples: a write whose tuples do not
+ * verify must not skip the kernel's submit-time checks (RWF_* flags, I/O
+ * priority, file position).  One that passes them completes with -EILSEQ
+ * and changes nothing, not even the file's times. */
+enum { TW = 4096 };
+struct twin_case {
+	const char *what;
+	int rw_flags, iocb_flags, reqprio;
+	long long off;
+};
+static int submit_twin(io_context_t ctx, struct iocb *io, const struct twin_case *c)
+{
+	io->aio_rw_flags = c->rw_flags;
+	io->u.c.flags |= c->iocb_flags;
+	io->aio_reqprio = (short)c->reqprio;
+	int r = submit1(ctx, io);
+	if (r == 1) {
+		struct io_event ev;
+		CHECK_EQ_MSG(reap1(ctx, &ev), 1, c->what);
+	}
+	return r;
+}
+
+static void test_refused_like_plain(io_context_t ctx, int fd)
+{
+	uint8_t *d = xalloc(TW), *good = xalloc(TW / 512 * 8), *bad = xalloc(TW / 512 * 8);
+	const struct twin_case cases[] = {
+		{ "unknown RWF_ flag bit", 1 << 30, 0, 0, 0 },
+		{ "RWF_ATOMIC", 0x40, 0, 0, 0 },
+		{ "IOCB_FLAG_IOPRIO, priority class 7", 0, 1 << 1, 7 << 13, 0 },
+		{ "end of the write past the largest file position", 0, 0, 0, 0x7FFFFFFFFFFFFE00LL },
+	};
+	int refused = 0;
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		const struct twin_case *c = &cases[i];
+		expected_pi(T1_512, good, d, TW, c->off);
+		memcpy(bad, good, TW / 512 * 8);
+		bad[8 * 2] ^= 0x40; /* interval 2: guard off by one bit */
+		struct iovec pv = { d, TW }, gv[2] = { { d, TW }, { good, TW / 512 * 8 } },
+			     bv[2] = { { d, TW }, { bad, TW / 512 * 8 } };
+		struct iocb plain, gio, bio;
+		io_prep_pwritev(&plain, fd, &pv, 1, c->off);
+		io_prep_pwritevm(&gio, fd, gv, 2, c->off);
+		io_prep_pwritevm(&bio, fd, bv, 2, c->off);
+		int rp = submit_twin(ctx, &plain, c);
+		int rg = submit_twin(ctx, &gio, c);
+		int rb = submit_twin(ctx, &bio, c);
+		refused += rp < 0;
+		CHECKF(rg == rp && rb == rp, "%s: plain %d, PI %d, PI that fails verification %d", c->what, rp, rg, rb);
+	}
+	CHECKF(refused >= 2, "the kernel refused the plain twin in %d cases (unknown flag, priority class 7 at least)", refused);
+
+	/* In a batch, such a write ends the batch where its plain twin would. */
+	expected_pi(T1_512, good, d, TW, 0);
+	memcpy(bad, good, TW / 512 * 8);
+	bad[8 * 2] ^= 0x40;
+	struct iovec bv[2] = { { d, TW }, { bad, TW / 512 * 8 } };
+	struct iocb io[3], *l[3] = { &io[0], &io[1], &io[2] };
+	io_prep_pread(&io[0], fd, d, 512, 0);
+	io_prep_pwritevm(&io[1], fd, bv, 2, 0);
+	io[1].aio_rw_flags = 1 << 30;
+	io_prep_pread(&io[2], fd, d, 512, 0);
+	CHECK_EQ_MSG(io_submit(ctx, 3, l), 1, "batch [read, PI write failing verification with a bad flag, read]");
+	struct io_event ev;
+	CHECK_EQ_MSG(reap1(ctx, &ev), 1, "the read before it completes");
+
+	/* Valid flags: -EILSEQ, the file and its times untouched. */
+	uint8_t *before = xalloc(TW);
+	CHECK_EQ_MSG(pread(fd, before, TW, 0), TW, "file before");
+	struct stat st0, st1;
+	fstat(fd, &st0);
+	usleep(20000);
+	struct iocb w;
+	io_prep_pwritevm(&w, fd, bv, 2, 0);
+	w.aio_rw_flags = RWF_DSYNC;
+	CHECK_EQ_MSG(submit1(ctx, &w), 1, "PI write failing verification, RWF_DSYNC: accepted");
+	CHECK_EQ_MSG(reap1(ctx, &ev), 1, "its event");
+	CHECKF(ev.obj == &w && (long)ev.res == -EILSEQ, "res %ld (want -EILSEQ)", (long)ev.res);
+	fstat(fd, &st1);
+	CHECKF(file_equals(fd, before, TW, 0), "file unchanged");
+	CHECKF(st0.st_mtim.tv_sec == st1.st_mtim.tv_sec && st0.st_mtim.tv_nsec == st1.st_mtim.tv_nsec &&
+		       st0.st_size == st1.st_size,
+	       "mtime and size unchanged");
+	free(before);
+	free(d); free(good); free(bad);
+}
+
+/* An iocb the kernel cannot store its aio_key into (a read-only page) is
+ * refused with -EFAULT wherever it is in a batch, PI or not; every iocb
+ * accepted gets aio_key = 0, as the kernel stores for its own. */
+static void test_iocb_key(io_context_t ctx, int fd)
+{
+	uint8_t *d = xalloc(2 * 4096), *pi = xalloc(2 * 64);
+	struct iovec v0[2] = { { d, 4096 }, { pi, 64 } }, v1[2] = { { d + 4096, 4096 }, { pi + 64, 64 } };
+	struct iocb *page = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	struct iocb first, plain, *l[2];
+	io_prep_preadvm(&first, fd, v0, 2, 0);
+	io_prep_preadvm(&page[0], fd, v1, 2, 4096);
+	io_prep_pread(&page[1], fd, d + 4096, 512, 0);
+	io_prep_pread(&plain, fd, d, 512, 0);
+	mprotect(page, 4096, PROT_READ);
+	struct io_event ev[2];
+
+	l[0] = &page[1];
+	CHECK_EQ_MSG(io_submit(ctx, 1, l), -EFAULT, "plain iocb in a read-only page, alone");
+	l[0] = &plain; l[1] = &page[1];
+	CHECK_EQ_MSG(io_submit(ctx, 2, l), 1, "[plain, plain read-only]: the kernel stops at 1");
+	CHECK_EQ_MSG(reap_n(ctx, ev, 1), 1, "its event");
+	l[0] = &page[0];
+	CHECK_EQ_MSG(io_submit(ctx, 1, l), -EFAULT, "PI iocb in a read-only page, alone");
+	l[0] = &first; l[1] = &page[0];
+	CHECK_EQ_MSG(io_submit(ctx, 2, l), 1, "[PI, PI read-only]");
+	CHECK_EQ_MSG(reap_n(ctx, ev, 1), 1, "one event");
+	CHECKF(ev[0].obj == &first && (long)ev[0].res == 4096, "the first PI read's");
+
+	/* aio_key: 0 after io_submit for plain and PI iocbs alike (a PI iocb
+	 * after the first of a batch is not seen by the kernel at all). */
+	mprotect(page, 4096, PROT_READ | PROT_WRITE);
+	for (int pi_batch = 0; pi_batch < 2; pi_batch++) {
+		if (pi_batch) {
+			io_prep_preadvm(&page[0], fd, v1, 2, 4096);
+			l[1] = &page[0];
+		} else {
+			io_prep_pread(&page[1], fd, d + 4096, 512, 0);
+			l[1] = &page[1];
+		}
+		l[0] = pi_batch ? &first : &plain;
+		l[0]->key = 0x5EED;
+		l[1]->key = 0x5EED;
+		CHECK_EQ_MSG(io_submit(ctx, 2, l), 2, pi_batch ? "two PI reads" : "two plain reads");
+		CHECK_EQ_MSG(reap_n(ctx, ev, 2), 2, "their events");
+		CHECKF(l[0]->key == 0 && l[1]->key == 0, "%s: aio_key %#x %#x (want 0 0)",
+		       pi_batch ? "PI" : "plain", l[0]->key, l[1]->key);
+	}
+	munmap(page, 4096);
+	free(d); free(pi);
 }
 
 /* A batch stops at an invalid PI iocb: io_submit returns the count before. */
@@ -653,6 +794,8 @@ int main(void)
 	test_bad_pointers(ctx, fd);
 	test_mixed_batch(ctx, fd, &rng);
 	test_batch_stops(ctx, fd);
+	test_refused_like_plain(ctx, fd);
+	test_iocb_key(ctx, fd);
 	test_run_cuts(ctx, fd);
 	test_queue_run(ctx, fd);
 	test_cancel(ctx, fd);

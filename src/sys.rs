@@ -24,7 +24,6 @@ mod nr {
     pub const IO_CANCEL: i64 = 210;
     pub const IO_PGETEVENTS: i64 = 333;
     pub const FCNTL: i64 = 72;
-    pub const EVENTFD2: i64 = 290;
 }
 
 #[cfg(not(target_arch = "x86_64"))]
@@ -36,7 +35,6 @@ mod nr {
     pub const IO_CANCEL: i64 = libc::SYS_io_cancel as i64;
     pub const IO_PGETEVENTS: i64 = libc::SYS_io_pgetevents as i64;
     pub const FCNTL: i64 = libc::SYS_fcntl as i64;
-    pub const EVENTFD2: i64 = libc::SYS_eventfd2 as i64;
 }
 
 /// Issue system call `n` with up to six integer arguments; returns the raw
@@ -186,11 +184,6 @@ pub fn fcntl_getfl(fd: i32) -> c_long {
         0,
         0,
     )
-}
-
-/// `eventfd2(initval, flags)`: a new eventfd, or `-errno`.
-pub fn eventfd(initval: u32, flags: i32) -> c_long {
-    raw6(nr::EVENTFD2, initval as usize, flags as usize, 0, 0, 0, 0)
 }
 
 /// `process_vm_readv`/`process_vm_writev` on our own process: the one way to

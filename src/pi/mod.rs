@@ -28,9 +28,11 @@
 //!    refused iocb was seen to be one, it validates it (the
 //!    patch's rules), builds a record and submits a *shadow* iocb instead:
 //!    `PREADV` into the caller's data buffers, `PWRITEV` from them once
-//!    verified, or — for a write whose PI does not verify — a `POLL` on a
-//!    fresh, readable eventfd, which completes at once and becomes
-//!    `res = -EILSEQ`.  The PI iocbs that directly follow it in the batch
+//!    verified, or — for a write whose PI does not verify — a `PWRITEV`
+//!    of no iovecs, which the kernel checks like the real write (flags,
+//!    priority, eventfd), completes at once without touching the file and
+//!    becomes `res = -EILSEQ`.  Each shadow carries the caller's fd,
+//!    offset, flags and eventfd.  The PI iocbs that directly follow it in the batch
 //!    are read (kernel-checked), validated and submitted with it, as one
 //!    batch of shadows.  Then it goes on with the rest of the batch.
 //! 3. Every batch of reaped events passes through [`complete()`], which

@@ -362,10 +362,15 @@ fn prepare_run(
         } else {
             mode == libc::O_WRONLY || mode == libc::O_RDWR
         };
+        // The kernel stores the aio_key of every iocb it accepts before it
+        // looks at the opcode; it did so for the first iocb of the run (the
+        // one it refused), the others are ours to do.
         let err = if reserved2 != 0 {
             EINVAL
         } else if fl < 0 {
             fl
+        } else if !cands.is_empty() && !mem.store_key(user_iocb) {
+            -libc::EFAULT
         } else if !can {
             -libc::EBADF
         } else if fl & libc::O_DIRECT == 0 || !(2..=UIO_MAXIOV).contains(&iovcnt) {
@@ -428,7 +433,10 @@ fn prepare_run(
     }
 
     // 3. Lengths: the data a multiple of the interval (and at most
-    //    MAX_RW_COUNT), the offset too, the PI iovec long enough.
+    //    MAX_RW_COUNT), the offset too, the PI iovec long enough, and the
+    //    end of the data a valid file position (the kernel's
+    //    `rw_verify_area`, which the shadow of a write that fails its PI
+    //    check does not reach: it has no data).
     for i in 0..cands.len() {
         let k = &mut cands[i];
         // SAFETY: an integer field of the union.
@@ -446,6 +454,8 @@ fn prepare_run(
                     && offset >= 0
                     && (offset as u64).is_multiple_of(iv as u64)
                     && total.unwrap_or(1) % iv == 0
+                    && (offset as u64).saturating_add(total.unwrap_or(0) as u64)
+                        <= i64::MAX as u64
                     && pi.iov_len >= need =>
             {
                 k.need = need;
@@ -630,10 +640,9 @@ fn check_memory(mem: &mut CallerMem, k: &Candidate, format: &Format) -> Result<K
     })
 }
 
-/// Fill a pending record's shadow iocb.  Returns the record (now a raw
-/// pointer: the kernel will write to its shadow) and, for a rejection, the
-/// eventfd to close once the shadow is submitted.
-fn fill_shadow(ctx: usize, p: Pending) -> (*mut Record, Option<i32>) {
+/// Fill a pending record's shadow iocb.  Returns the record, now a raw
+/// pointer: the kernel will write to its shadow.
+fn fill_shadow(ctx: usize, p: Pending) -> *mut Record {
     let Pending {
         mut rec,
         user_iocb,
@@ -646,52 +655,43 @@ fn fill_shadow(ctx: usize, p: Pending) -> (*mut Record, Option<i32>) {
     rec.user_data = io.data;
     // SAFETY: reading integer union fields.
     let (offset, flags, resfd) = unsafe { (io.u.c.offset, io.u.c.flags, io.u.c.resfd) };
-    let mut evfd = None;
     let mut sh = iocb::zeroed();
+    // Every shadow is the caller's iocb as a plain vectored read or write
+    // (same fd, offset, flags, priority, eventfd), so the kernel makes the
+    // submit-time checks the plain op gets (RWF_* flags, I/O priority,
+    // eventfd, access) and answers them as it would answer that op.
+    sh.aio_lio_opcode = if matches!(rec.kind, Kind::Read { .. }) {
+        io_iocb_cmd::IO_CMD_PREADV as i16
+    } else {
+        io_iocb_cmd::IO_CMD_PWRITEV as i16
+    };
+    sh.aio_fildes = io.aio_fildes;
+    sh.aio_rw_flags = io.aio_rw_flags;
+    sh.aio_reqprio = io.aio_reqprio;
+    sh.u.c.offset = offset;
+    sh.u.c.flags = flags;
+    sh.u.c.resfd = resfd;
     match &rec.kind {
-        Kind::Rejected => {
-            // A poll on a fresh eventfd with count 1 completes at once.  A
-            // fresh fd per rejection: a cached one could have been closed
-            // (and its number reused) by the program.  The kernel holds its
-            // own reference to the file, so we close ours right after.
-            // With no fd to spare (EMFILE, ENFILE), poll the write's own
-            // file instead: the rejection must still complete as an event,
-            // not fail the submission.  An O_DIRECT regular file has no
-            // poll method on local filesystems, so the kernel finds it
-            // readable and writable at once (a file whose filesystem does
-            // poll, FUSE say, completes when it reports either).  Not the
-            // first choice, because of such files.
-            let fd = sys::eventfd(1, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK);
-            sh.aio_fildes = if fd >= 0 {
-                evfd = Some(fd as i32);
-                fd as i32
-            } else {
-                io.aio_fildes
-            };
-            sh.aio_lio_opcode = io_iocb_cmd::IO_CMD_POLL as i16;
-            sh.u.poll.events = (libc::POLLIN | libc::POLLOUT) as i32;
-            sh.u.c.flags = flags & crate::abi::IOCB_FLAG_RESFD;
-            sh.u.c.resfd = resfd;
-        }
         Kind::Read { data, .. } | Kind::Write { data } => {
-            sh.aio_lio_opcode = if matches!(rec.kind, Kind::Read { .. }) {
-                io_iocb_cmd::IO_CMD_PREADV as i16
-            } else {
-                io_iocb_cmd::IO_CMD_PWRITEV as i16
-            };
-            sh.aio_fildes = io.aio_fildes;
-            sh.aio_rw_flags = io.aio_rw_flags;
-            sh.aio_reqprio = io.aio_reqprio;
             sh.u.c.buf = data.as_ptr() as *mut c_void;
             sh.u.c.nbytes = data.len() as _;
-            sh.u.c.offset = offset;
-            sh.u.c.flags = flags;
-            sh.u.c.resfd = resfd;
+        }
+        // A write whose PI does not verify: a write of no iovecs, which
+        // passes the same checks as the real one, writes nothing and
+        // changes nothing (it returns before the file's times are touched),
+        // and completes at once; its event becomes -EILSEQ.  (The position
+        // check, which needs the real length, was made when the run was
+        // checked.)  The kernel reads no iovec for a count of 0; the
+        // address is a valid one all the same (an empty iovec's bytes).
+        Kind::Rejected => {
+            static NO_IOVEC: [usize; 2] = [0; 2];
+            sh.u.c.buf = NO_IOVEC.as_ptr() as *mut c_void;
+            sh.u.c.nbytes = 0;
         }
     }
     sh.data = shadow_tag(rec.seq) as *mut c_void;
     rec.shadow = sh;
-    (Box::into_raw(rec), evfd)
+    Box::into_raw(rec)
 }
 
 /// Publish the records of a run and submit their shadows in one call.
@@ -699,13 +699,7 @@ fn submit_shadows(ctx: usize, run: Vec<Pending>) -> Outcome {
     // A context from a raw io_setup(2) never registered the fork handler
     // that resets the records' map in a child.
     context::ensure_atfork();
-    let mut raws: Vec<*mut Record> = Vec::with_capacity(run.len());
-    let mut evfds = Vec::new();
-    for p in run {
-        let (raw, evfd) = fill_shadow(ctx, p);
-        raws.push(raw);
-        evfds.extend(evfd);
-    }
+    let raws: Vec<*mut Record> = run.into_iter().map(|p| fill_shadow(ctx, p)).collect();
     let mut shadows: Vec<*mut iocb> = raws
         .iter()
         // SAFETY: live allocations we own; taking a field's address
@@ -720,12 +714,6 @@ fn submit_shadows(ctx: usize, run: Vec<Pending>) -> Outcome {
     }
     IN_FLIGHT.fetch_add(raws.len(), Ordering::Relaxed);
     let r = sys::io_submit(ctx, shadows.len() as c_long, shadows.as_mut_ptr() as usize);
-    for fd in evfds {
-        // SAFETY: closing an eventfd we created; the kernel keeps its own
-        // reference for a submitted poll.  close() of a valid fd does not
-        // fail, so errno is not disturbed.
-        unsafe { libc::close(fd) };
-    }
     // From here on, submitted records belong to whoever reaps their event:
     // only the unsubmitted tail may be touched.
     let done = if r > 0 { r as usize } else { 0 };
