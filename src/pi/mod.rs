@@ -32,9 +32,9 @@
 //!    of no iovecs, which the kernel checks like the real write (flags,
 //!    priority, eventfd), completes at once without touching the file and
 //!    becomes `res = -EILSEQ`.  Each shadow carries the caller's fd,
-//!    offset, flags and eventfd.  The PI iocbs that directly follow it in the batch
-//!    are read (kernel-checked), validated and submitted with it, as one
-//!    batch of shadows.  Then it goes on with the rest of the batch.
+//!    offset, flags and eventfd.  The PI iocbs that directly follow it in
+//!    the batch are read (kernel-checked), validated and submitted with it,
+//!    as one batch of shadows.  Then it goes on with the rest of the batch.
 //! 3. Every batch of reaped events passes through [`complete()`], which
 //!    recognises shadow events by their `obj` (the address of a shadow iocb
 //!    in a live record), computes read PI into the caller's PI buffer, and
