@@ -7,6 +7,10 @@
  *  - a read whose PI buffer is made inaccessible, or read-only, while the
  *    read is in flight: no crash, the event reports -EFAULT, and a
  *    read-only buffer is left as it was;
+ *  - PI iocbs in a page another thread write-protects and unprotects
+ *    while they are being submitted: each io_submit returns a count (the
+ *    kernel's -EFAULT for an iocb whose aio_key it cannot store), never a
+ *    crash (the library once stored aio_key directly after one proof);
  *  - a plain iocb freed right after io_submit (legal: the kernel copied
  *    it) whose memory the library then uses for a PI record, so that the
  *    plain event's obj is the PI shadow's address: each event still goes
@@ -14,6 +18,8 @@
 #include "pi_common.h"
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <pthread.h>
+#include <time.h>
 
 static const struct fmt T1 = { IO_PI_T10_DIF_TYPE1_CRC, 512 };
 
@@ -111,6 +117,72 @@ static void pi_buffer_changed_in_flight(io_context_t ctx, int fd, int prot, cons
 	free(data);
 }
 
+static volatile int stop_toggling;
+static void *toggle_protection(void *page)
+{
+	for (long n = 0; !stop_toggling; n++) {
+		mprotect(page, 4096, PROT_READ);
+		for (volatile long i = 0; i < n % 50; i++)
+			;
+		mprotect(page, 4096, PROT_READ | PROT_WRITE);
+	}
+	return NULL;
+}
+
+static void iocb_page_protected_meanwhile(io_context_t ctx, int fd)
+{
+	enum { NI = 48 };
+	uint8_t *d = xalloc(4096), *pi = xalloc(64 * NI), *area;
+	area = mmap(NULL, 2 * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	/* The first 8 iocbs end page 0, the rest are in page 1 (toggled). */
+	struct iocb *io = (struct iocb *)(area + 4096 - 8 * sizeof(struct iocb)), *l[NI];
+	struct iovec v[NI][2];
+	for (int i = 0; i < NI; i++) {
+		v[i][0] = (struct iovec){ d, 4096 };
+		v[i][1] = (struct iovec){ pi + 64 * i, 64 };
+		l[i] = &io[i];
+	}
+	pthread_t t;
+	stop_toggling = 0;
+	pthread_create(&t, NULL, toggle_protection, area + 4096);
+	long rounds = 0, accepted = 0, refused = 0, bad = 0;
+	struct timespec t0, now;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	do {
+		/* Prepare on page 1 while it is writable (retry if it was not). */
+		for (int i = 0; i < NI; i++) {
+			struct iocb tmp;
+			io_prep_preadvm(&tmp, fd, v[i], 2, 0);
+			tmp.data = (void *)(long)(i + 1);
+			struct iovec lo = { &tmp, sizeof tmp }, re = { &io[i], sizeof tmp };
+			while (process_vm_writev(getpid(), &lo, 1, &re, 1, 0) != (ssize_t)sizeof tmp)
+				;
+		}
+		int r = io_submit(ctx, NI, l);
+		rounds++;
+		if (r < 0) {
+			refused++;
+			continue;
+		}
+		accepted += r;
+		struct io_event ev[NI];
+		int got = reap_n(ctx, ev, r);
+		bad += got != r;
+		for (int e = 0; e < got; e++) {
+			long k = (long)ev[e].data;
+			bad += !(k >= 1 && k <= r && ev[e].obj == &io[k - 1] && (long)ev[e].res == 4096);
+		}
+		clock_gettime(CLOCK_MONOTONIC, &now);
+	} while (now.tv_sec - t0.tv_sec < 3);
+	stop_toggling = 1;
+	pthread_join(t, NULL);
+	CHECKF(bad == 0 && accepted > 0, "iocb page write-protected meanwhile: %ld rounds, %ld accepted, %ld refused, %ld wrong events",
+	       rounds, accepted, refused, bad);
+	munmap(area, 2 * 4096);
+	free(d);
+	free(pi);
+}
+
 /* The aio ring header, to see the shadow's address (the raw obj). */
 struct ring_hdr {
 	unsigned id, nr, head, tail, magic, compat, incompat, header_length;
@@ -193,6 +265,7 @@ int main(void)
 	pi_buffer_changed_in_flight(ctx, fd, PROT_NONE, "PI buffer made inaccessible in flight");
 	pi_buffer_changed_in_flight(ctx, fd, PROT_READ, "PI buffer made read-only in flight");
 	freed_plain_iocb_at_a_shadow_address(fd);
+	iocb_page_protected_meanwhile(ctx, fd);
 
 	/* And the usual case still stores correct tuples. */
 	uint8_t *data = xalloc(RLEN), *pi = xalloc(RPI), want[RPI];

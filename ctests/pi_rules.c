@@ -343,6 +343,35 @@ static void test_refused_like_plain(io_context_t ctx, int fd)
 	}
 	CHECKF(refused >= 2, "the kernel refused the plain twin in %d cases (unknown flag, priority class 7 at least)", refused);
 
+	/* The kernel checks flags and priority before anything PI-specific, so
+	 * an iocb that breaks a PI rule too gets the flag's error. */
+	{
+		expected_pi(T1_512, good, d, TW, 0);
+		struct iovec pv = { d, TW }, gv[2] = { { d, TW }, { good, TW / 512 * 8 } };
+		struct iocb a, b;
+		io_prep_pwritev(&a, fd, &pv, 1, 0x7FFFFFFFFFFFF000LL);
+		io_prep_pwritevm(&b, fd, gv, 2, 0x7FFFFFFFFFFFF000LL);
+		a.aio_rw_flags = b.aio_rw_flags = 1 << 30;
+		int ra = submit1(ctx, &a), rb = submit1(ctx, &b);
+		CHECKF(ra == -EOPNOTSUPP && rb == ra, "bad flag and position overflow: plain %d, PI %d (want -EOPNOTSUPP)", ra, rb);
+		io_prep_preadvm(&b, fd, gv, 1, 0); /* one iovec: -EINVAL alone */
+		b.aio_rw_flags = 1 << 30;
+		CHECK_EQ_MSG(submit1(ctx, &b), -EOPNOTSUPP, "bad flag and one iovec");
+		io_prep_preadvm(&b, fd, gv, 2, 0);
+		b.u.c.flags |= 1 << 1; /* IOCB_FLAG_IOPRIO */
+		b.aio_reqprio = 7 << 13;
+		gv[0].iov_len = 1000; /* not a multiple of the interval */
+		CHECK_EQ_MSG(submit1(ctx, &b), -EINVAL, "bad priority and bad length");
+		int ro = open("pi.dat", O_RDONLY | O_DIRECT);
+		gv[0].iov_len = TW;
+		io_prep_pwritevm(&b, ro, gv, 2, 0);
+		b.aio_rw_flags = 1 << 30;
+		CHECK_EQ_MSG(submit1(ctx, &b), -EOPNOTSUPP, "bad flag, write on a read-only fd");
+		b.aio_rw_flags = 0;
+		CHECK_EQ_MSG(submit1(ctx, &b), -EBADF, "write on a read-only fd");
+		close(ro);
+	}
+
 	/* In a batch, such a write ends the batch where its plain twin would. */
 	expected_pi(T1_512, good, d, TW, 0);
 	memcpy(bad, good, TW / 512 * 8);
@@ -424,6 +453,29 @@ static void test_iocb_key(io_context_t ctx, int fd)
 		CHECK_EQ_MSG(reap_n(ctx, ev, 2), 2, "their events");
 		CHECKF(l[0]->key == 0 && l[1]->key == 0, "%s: aio_key %#x %#x (want 0 0)",
 		       pi_batch ? "PI" : "plain", l[0]->key, l[1]->key);
+	}
+
+	/* The kernel stops at the first iocb it refuses: keys of the iocbs
+	 * after it are left alone (here the third of six PI writes has a
+	 * length that is not a multiple of the interval). */
+	{
+		struct iocb w[6], *wl[6];
+		uint8_t *pw = xalloc(6 * 64);
+		struct iovec wv[6][2];
+		for (int i = 0; i < 6; i++) {
+			expected_pi(T1_512, pw + i * 64, d, 4096, (long long)i * 4096);
+			wv[i][0] = (struct iovec){ d, i == 2 ? 4000 : 4096 };
+			wv[i][1] = (struct iovec){ pw + i * 64, 64 };
+			io_prep_pwritevm(&w[i], fd, wv[i], 2, (long long)i * 4096);
+			w[i].key = 0x77777777;
+			wl[i] = &w[i];
+		}
+		CHECK_EQ_MSG(io_submit(ctx, 6, wl), 2, "six PI writes, the third invalid");
+		CHECK_EQ_MSG(reap_n(ctx, ev, 2), 2, "two events");
+		CHECKF(w[0].key == 0 && w[1].key == 0, "accepted: aio_key %#x %#x (want 0 0)", w[0].key, w[1].key);
+		CHECKF(w[3].key == 0x77777777 && w[4].key == 0x77777777 && w[5].key == 0x77777777,
+		       "after the refused one: aio_key %#x %#x %#x (want untouched)", w[3].key, w[4].key, w[5].key);
+		free(pw);
 	}
 	munmap(page, 4096);
 	free(d); free(pi);

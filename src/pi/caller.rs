@@ -19,7 +19,6 @@
 //! proven page stays readable and is read directly.  Nothing is kept
 //! across calls: memory can be unmapped between them.
 
-use crate::abi::iocb;
 use crate::sys;
 
 /// The page granularity assumed for proofs: the smallest page size of any
@@ -31,9 +30,6 @@ pub struct CallerMem {
     /// Proven-readable page ranges `[start, end)`, page-aligned.  A handful
     /// at most (one run of at most 64 iocbs), so a vector is the right set.
     pages: Vec<(usize, usize)>,
-    /// Pages proven writable in this call (page-aligned starts), where
-    /// iocbs' `aio_key` fields were stored (see [`CallerMem::store_key`]).
-    writable: Vec<usize>,
     /// For kernel-checked transfers (created at the first one: it costs a
     /// `getpid()`).
     vm: Option<sys::SelfMem>,
@@ -55,7 +51,6 @@ impl CallerMem {
     pub fn new() -> CallerMem {
         CallerMem {
             pages: Vec::new(),
-            writable: Vec::new(),
             vm: None,
         }
     }
@@ -200,42 +195,6 @@ impl CallerMem {
     /// proven).  Returns how many ranges were written whole.
     pub fn write(&mut self, local: &[u8], remote: &[libc::iovec]) -> usize {
         self.vm().write_ranges(local, remote)
-    }
-
-    /// Store `KIOCB_KEY` (0) in the `aio_key` of the caller's iocb at
-    /// `user_iocb`, as the kernel does (`put_user`) for every iocb it
-    /// accepts, before it looks at the opcode: so an iocb it could not write
-    /// is refused with `-EFAULT` (`false` here) wherever it is in a batch.
-    /// The page is proven writable once per call (`MADV_POPULATE_WRITE`; an
-    /// array of iocbs shares a page or two), then stored to directly; where
-    /// that proof fails, the store is a kernel-checked write, which answers
-    /// for certain.
-    pub fn store_key(&mut self, user_iocb: *mut iocb) -> bool {
-        let addr = user_iocb as usize + core::mem::offset_of!(iocb, key);
-        let len = core::mem::size_of::<core::ffi::c_uint>();
-        let Some((page, end)) = page_span(addr, len) else {
-            return false;
-        };
-        // The field is 4-byte aligned in an 8-byte-aligned iocb, but a
-        // caller's pointer need not be: one that straddles two pages is
-        // simply written through the kernel.
-        let one_page = end - page == PAGE;
-        if !(one_page && self.writable.contains(&page)) {
-            let key = libc::iovec {
-                iov_base: addr as *mut core::ffi::c_void,
-                iov_len: len,
-            };
-            if !one_page || !sys::populate_write(&key) {
-                return self.write(&0u32.to_ne_bytes(), core::slice::from_ref(&key)) == 1;
-            }
-            self.writable.push(page);
-        }
-        // SAFETY: a page of our caller's, proven writable by the kernel in
-        // this call (just now or for an earlier iocb of the same call); the
-        // caller may not unmap memory it passes to io_submit while the call
-        // runs.  An unaligned store: the caller's iocb need not be aligned.
-        unsafe { core::ptr::write_unaligned(addr as *mut core::ffi::c_uint, 0) };
-        true
     }
 
     /// Prove the caller's `ranges` writable now, in order, for stores made

@@ -4,7 +4,7 @@
 
 use crate::abi::{io_iocb_cmd, iocb};
 use crate::context;
-use crate::pi::caller::CallerMem;
+use crate::pi::caller::{self, CallerMem};
 use crate::pi::format::Format;
 use crate::pi::format_of;
 use crate::pi::record::{live, shadow_tag, Kind, Record, RecordPtr, IN_FLIGHT, RECORD_SEQ};
@@ -223,9 +223,26 @@ fn try_emulate(format: &Format, ctx: usize, slot: usize, remaining: usize) -> Ou
             &mut run,
         );
     }
+    let is_read = pi_direction(&io) == Some(true);
     match prepare_run(format, &mut mem, run) {
-        Ok(checked) => submit_run(ctx, &mut mem, checked),
-        Err(e) => Outcome::Refused(e),
+        Ok(checked) => {
+            let keyed: Vec<(usize, core::ffi::c_uint)> = checked.cands[1..]
+                .iter()
+                .map(|k| (k.user_iocb as usize, k.io.key))
+                .collect();
+            match submit_run(ctx, &mut mem, checked) {
+                Outcome::Submitted { count, stop } => {
+                    restore_keys(&mut mem, &keyed[(count.max(1) - 1).min(keyed.len())..]);
+                    Outcome::Submitted { count, stop }
+                }
+                Outcome::Refused(e) => {
+                    restore_keys(&mut mem, &keyed);
+                    Outcome::Refused(first_error(ctx, &io, is_read, e))
+                }
+                Outcome::NotPi => Outcome::NotPi,
+            }
+        }
+        Err(e) => Outcome::Refused(first_error(ctx, &io, is_read, e)),
     }
 }
 
@@ -362,15 +379,10 @@ fn prepare_run(
         } else {
             mode == libc::O_WRONLY || mode == libc::O_RDWR
         };
-        // The kernel stores the aio_key of every iocb it accepts before it
-        // looks at the opcode; it did so for the first iocb of the run (the
-        // one it refused), the others are ours to do.
         let err = if reserved2 != 0 {
             EINVAL
         } else if fl < 0 {
             fl
-        } else if !cands.is_empty() && !mem.store_key(user_iocb) {
-            -libc::EFAULT
         } else if !can {
             -libc::EBADF
         } else if fl & libc::O_DIRECT == 0 || !(2..=UIO_MAXIOV).contains(&iovcnt) {
@@ -468,7 +480,104 @@ fn prepare_run(
         }
     }
 
+    // 4. The aio_key of every iocb after the first.  The kernel stores 0
+    //    there (put_user) for each iocb it takes, before it looks at the
+    //    opcode, and refuses one it cannot store into with -EFAULT; it did
+    //    so for the first (the one it refused).  One kernel-checked write
+    //    for the run, never a direct store (another thread could protect
+    //    the page meanwhile); `try_emulate` puts back the keys of the iocbs
+    //    the run does not end up accepting, which the kernel would not have
+    //    reached.
+    if cands.len() > 1 {
+        let mut keys: Vec<libc::iovec> =
+            cands[1..].iter().map(|k| key_range(k.user_iocb)).collect();
+        // A key across two pages (an unaligned iocb) could be written in
+        // part where the kernel's single store writes nothing: first write
+        // back the keys as they are (no visible change) to learn how many
+        // can be written whole.
+        let straddles = |v: &libc::iovec| {
+            let a = v.iov_base as usize;
+            a / caller::PAGE != (a + v.iov_len - 1) / caller::PAGE
+        };
+        if keys.iter().any(straddles) {
+            let same: Vec<u8> = cands[1..]
+                .iter()
+                .flat_map(|k| k.io.key.to_ne_bytes())
+                .collect();
+            let whole = mem.write(&same, &keys);
+            keys.truncate(whole);
+        }
+        let zeros = vec![0u8; keys.len() * core::mem::size_of::<core::ffi::c_uint>()];
+        let got = mem.write(&zeros, &keys);
+        if got < cands.len() - 1 {
+            cut(&mut cands, 1 + got, -libc::EFAULT)?;
+        }
+    }
+
     Ok(Checked { cands, format })
+}
+
+/// The caller's `aio_key` field of the iocb at `user_iocb`.
+fn key_range(user_iocb: *mut iocb) -> libc::iovec {
+    libc::iovec {
+        // Address arithmetic only.
+        iov_base: (user_iocb as usize + core::mem::offset_of!(iocb, key)) as *mut c_void,
+        iov_len: core::mem::size_of::<core::ffi::c_uint>(),
+    }
+}
+
+/// Put back the `aio_key` of iocbs whose key the run stored but which were
+/// not accepted (`keyed`: address of the iocb, its key before), with one
+/// kernel-checked write; a failure leaves them as they are.
+fn restore_keys(mem: &mut CallerMem, keyed: &[(usize, core::ffi::c_uint)]) {
+    if keyed.is_empty() {
+        return;
+    }
+    let ranges: Vec<libc::iovec> = keyed
+        .iter()
+        .map(|&(io, _)| key_range(io as *mut iocb))
+        .collect();
+    let old: Vec<u8> = keyed.iter().flat_map(|&(_, k)| k.to_ne_bytes()).collect();
+    mem.write(&old, &ranges);
+}
+
+/// The kernel's answer to the checks it makes on a read or write before it
+/// reads the iovec array: the fd, the eventfd (`IOCB_FLAG_RESFD`), `RWF_*`
+/// flags, I/O priority, the fd's access mode.  They come before every check
+/// of the PI rules in a kernel with DIX passthrough, so the first iocb of a
+/// run refused with `err` gets the kernel's error instead where these fail.
+/// Asked with a twin of the iocb whose iovec array is NULL: the kernel
+/// answers `-EFAULT` for the array when all those checks pass, at
+/// submission, so the twin never becomes an event.  Only on the error path.
+fn first_error(ctx: usize, io: &iocb, is_read: bool, err: i32) -> i32 {
+    let mut probe = iocb::zeroed();
+    probe.aio_lio_opcode = if is_read {
+        io_iocb_cmd::IO_CMD_PREADV as i16
+    } else {
+        io_iocb_cmd::IO_CMD_PWRITEV as i16
+    };
+    probe.aio_fildes = io.aio_fildes;
+    probe.aio_rw_flags = io.aio_rw_flags;
+    probe.aio_reqprio = io.aio_reqprio;
+    // SAFETY: copying integer fields of the union.
+    unsafe {
+        probe.u.c.flags = io.u.c.flags;
+        probe.u.c.resfd = io.u.c.resfd;
+        probe.u.c.offset = io.u.c.offset;
+    }
+    probe.u.c.buf = core::ptr::null_mut();
+    probe.u.c.nbytes = 1;
+    let mut list = [core::ptr::addr_of_mut!(probe)];
+    let r = sys::io_submit(ctx, 1, list.as_mut_ptr() as usize);
+    match r {
+        // Every check before the iovec array passed (or the ring filled up
+        // meanwhile): our error stands.
+        r if r == -(libc::EFAULT as c_long) || r == -(libc::EAGAIN as c_long) => err,
+        r if r < 0 => r as i32,
+        // Cannot happen (the array is NULL); were it accepted, its event
+        // would carry an `obj` no caller knows: say nothing more.
+        _ => err,
+    }
 }
 
 /// A run of PI iocbs that passed the checks of their fields, fds, iovec
