@@ -258,13 +258,7 @@ static void test_mixed_batch(io_context_t ctx, int fd, uint64_t *rng)
 		io[i].data = (void *)(uintptr_t)(100 + i);
 	CHECK_EQ_MSG(io_submit(ctx, N, l), N, "mixed batch: all accepted");
 	struct io_event ev[N];
-	int got = 0;
-	while (got < N) {
-		int r = io_getevents(ctx, 1, N - got, ev + got, NULL);
-		if (r <= 0)
-			break;
-		got += r;
-	}
+	int got = reap_n(ctx, ev, N);
 	CHECK_EQ_MSG(got, N, "mixed batch: N events");
 	int seen[N] = { 0 };
 	for (int k = 0; k < got; k++) {

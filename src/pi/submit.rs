@@ -541,6 +541,28 @@ fn restore_keys(mem: &mut CallerMem, keyed: &[(usize, core::ffi::c_uint)]) {
     mem.write(&old, &ranges);
 }
 
+/// The caller's PI iocb as a plain `PREADV`/`PWRITEV`: same fd, offset,
+/// `RWF_*` flags, I/O priority, iocb flags and eventfd; no iovec array yet
+/// (the caller of this sets `buf` and `nbytes`) and no `aio_data`.
+fn plain_twin(io: &iocb, is_read: bool) -> iocb {
+    let mut twin = iocb::zeroed();
+    twin.aio_lio_opcode = if is_read {
+        io_iocb_cmd::IO_CMD_PREADV as i16
+    } else {
+        io_iocb_cmd::IO_CMD_PWRITEV as i16
+    };
+    twin.aio_fildes = io.aio_fildes;
+    twin.aio_rw_flags = io.aio_rw_flags;
+    twin.aio_reqprio = io.aio_reqprio;
+    // SAFETY: copying integer fields of the union.
+    unsafe {
+        twin.u.c.offset = io.u.c.offset;
+        twin.u.c.flags = io.u.c.flags;
+        twin.u.c.resfd = io.u.c.resfd;
+    }
+    twin
+}
+
 /// The kernel's answer to the checks it makes on a read or write before it
 /// reads the iovec array: the fd, the eventfd (`IOCB_FLAG_RESFD`), `RWF_*`
 /// flags, I/O priority, the fd's access mode.  They come before every check
@@ -550,21 +572,7 @@ fn restore_keys(mem: &mut CallerMem, keyed: &[(usize, core::ffi::c_uint)]) {
 /// answers `-EFAULT` for the array when all those checks pass, at
 /// submission, so the twin never becomes an event.  Only on the error path.
 fn first_error(ctx: usize, io: &iocb, is_read: bool, err: i32) -> i32 {
-    let mut probe = iocb::zeroed();
-    probe.aio_lio_opcode = if is_read {
-        io_iocb_cmd::IO_CMD_PREADV as i16
-    } else {
-        io_iocb_cmd::IO_CMD_PWRITEV as i16
-    };
-    probe.aio_fildes = io.aio_fildes;
-    probe.aio_rw_flags = io.aio_rw_flags;
-    probe.aio_reqprio = io.aio_reqprio;
-    // SAFETY: copying integer fields of the union.
-    unsafe {
-        probe.u.c.flags = io.u.c.flags;
-        probe.u.c.resfd = io.u.c.resfd;
-        probe.u.c.offset = io.u.c.offset;
-    }
+    let mut probe = plain_twin(io, is_read);
     probe.u.c.buf = core::ptr::null_mut();
     probe.u.c.nbytes = 1;
     let mut list = [core::ptr::addr_of_mut!(probe)];
@@ -762,24 +770,11 @@ fn fill_shadow(ctx: usize, p: Pending) -> *mut Record {
     rec.seq = RECORD_SEQ.fetch_add(1, Ordering::Relaxed);
     rec.user_iocb = user_iocb;
     rec.user_data = io.data;
-    // SAFETY: reading integer union fields.
-    let (offset, flags, resfd) = unsafe { (io.u.c.offset, io.u.c.flags, io.u.c.resfd) };
-    let mut sh = iocb::zeroed();
-    // Every shadow is the caller's iocb as a plain vectored read or write
-    // (same fd, offset, flags, priority, eventfd), so the kernel makes the
-    // submit-time checks the plain op gets (RWF_* flags, I/O priority,
-    // eventfd, access) and answers them as it would answer that op.
-    sh.aio_lio_opcode = if matches!(rec.kind, Kind::Read { .. }) {
-        io_iocb_cmd::IO_CMD_PREADV as i16
-    } else {
-        io_iocb_cmd::IO_CMD_PWRITEV as i16
-    };
-    sh.aio_fildes = io.aio_fildes;
-    sh.aio_rw_flags = io.aio_rw_flags;
-    sh.aio_reqprio = io.aio_reqprio;
-    sh.u.c.offset = offset;
-    sh.u.c.flags = flags;
-    sh.u.c.resfd = resfd;
+    // Every shadow is the caller's iocb as a plain vectored read or write,
+    // so the kernel makes the submit-time checks the plain op gets (RWF_*
+    // flags, I/O priority, eventfd, access) and answers them as it would
+    // answer that op.
+    let mut sh = plain_twin(io, matches!(rec.kind, Kind::Read { .. }));
     match &rec.kind {
         Kind::Read { data, .. } | Kind::Write { data } => {
             sh.u.c.buf = data.as_ptr() as *mut c_void;
