@@ -6,12 +6,16 @@
  *   ln -sf libaio.so target/release/libaio.so.1
  *   gcc -std=gnu11 -O2 -D_GNU_SOURCE -Iinclude -Ictests ctests/bench/pi_bench.c \
  *       -o target/pi_bench -Ltarget/release -laio -Wl,-rpath,$PWD/target/release
- *   cd target && ./pi_bench [rounds] [ops_per_round] [qd] [plain|pi|both|touch] [write|read]
+ *   cd target && ./pi_bench [rounds] [ops_per_round] [qd] [plain|pi|both|touch|spinN] [write|read]
  * It prints MiB/s of every round (A and B interleaved, to share the noise),
  * the medians and the ratio B/A.  With "touch", B is not PI but the plain
  * stream with the bench reading every 64 KiB buffer once (a write's before
  * it is submitted, a read's after it completes): the least any PI
- * implementation must do with the data, as a reference for the PI ratio. */
+ * implementation must do with the data, as a reference for the PI ratio.
+ * With "spinN" (e.g. spin6), B is the plain stream with the bench busy for
+ * N us of CPU at those same two points, touching no memory: what each
+ * microsecond of work between a completion and the next submission costs
+ * the stream on this disk (the curve any PI CPU cost is judged against). */
 #include "pi_common.h"
 #include <sys/resource.h>
 #include <time.h>
@@ -59,10 +63,19 @@ static char mix = 'a';
 enum mode { PLAIN, PI, TOUCH };
 
 static volatile uint64_t sink;
+/* Busy time of the "spinN" mode, in seconds. */
+static double spin_s;
 
-/* Read every byte of a 64 KiB buffer once (as a CRC over it must). */
+/* Read every byte of a 64 KiB buffer once (as a CRC over it must); in
+ * "spinN" mode, be busy for N us instead, touching nothing. */
 static void touch(const uint8_t *p)
 {
+	if (spin_s > 0) {
+		double until = now() + spin_s;
+		while (now() < until)
+			;
+		return;
+	}
 	uint64_t sum = 0;
 	for (size_t i = 0; i < BLK; i += sizeof sum) {
 		uint64_t w;
@@ -149,8 +162,8 @@ int main(int argc, char **argv)
 	int qd = argc > 3 ? atoi(argv[3]) : 8;
 	/* Optional 4th argument "plain" or "pi": run only that mode (for
 	 * `perf stat` CPU-per-operation comparisons); "touch": B rounds are the
-	 * plain stream reading every buffer once (see the top); anything
-	 * else: both.
+	 * plain stream reading every buffer once, "spinN": busy N us there
+	 * instead (see the top); anything else: both.
 	 * Optional 5th: "write" or "read" for a stream of that operation only. */
 	const char *only = argc > 4 ? argv[4] : "";
 	if (argc > 5)
@@ -189,7 +202,11 @@ int main(int argc, char **argv)
 	if (rounds > 64)
 		rounds = 64;
 	enum mode bmode = strcmp(only, "touch") ? PI : TOUCH;
-	const char *bname = bmode == PI ? "pi" : "touch";
+	if (!strncmp(only, "spin", 4) && atof(only + 4) > 0) {
+		bmode = TOUCH;
+		spin_s = atof(only + 4) * 1e-6;
+	}
+	const char *bname = bmode == PI ? "pi" : spin_s > 0 ? "spin" : "touch";
 	round_(ctx, fd, slots, qd, ops / 4, PLAIN); /* warm-up */
 	round_(ctx, fd, slots, qd, ops / 4, bmode);
 	for (int r = 0; r < rounds; r++) {
