@@ -226,17 +226,17 @@ fn try_emulate(format: &Format, ctx: usize, slot: usize, remaining: usize) -> Ou
     let is_read = pi_direction(&io) == Some(true);
     match prepare_run(format, &mut mem, run) {
         Ok(checked) => {
-            let keyed: Vec<(usize, core::ffi::c_uint)> = checked.cands[1..]
-                .iter()
-                .map(|k| (k.user_iocb as usize, k.io.key))
-                .collect();
+            // The keys `prepare_run` stored 0 into, as they were: those of
+            // iocbs the run does not end up accepting, which the kernel
+            // would not have reached, are put back (a failure leaves them).
+            let keyed = keys_after_first(&checked.cands);
             match submit_run(ctx, &mut mem, checked) {
                 Outcome::Submitted { count, stop } => {
-                    restore_keys(&mut mem, &keyed[(count.max(1) - 1).min(keyed.len())..]);
+                    write_keys(&mut mem, &keyed[(count.max(1) - 1).min(keyed.len())..]);
                     Outcome::Submitted { count, stop }
                 }
                 Outcome::Refused(e) => {
-                    restore_keys(&mut mem, &keyed);
+                    write_keys(&mut mem, &keyed);
                     Outcome::Refused(first_error(ctx, &io, is_read, e))
                 }
                 Outcome::NotPi => Outcome::NotPi,
@@ -489,26 +489,24 @@ fn prepare_run(
     //    the run does not end up accepting, which the kernel would not have
     //    reached.
     if cands.len() > 1 {
-        let mut keys: Vec<libc::iovec> =
-            cands[1..].iter().map(|k| key_range(k.user_iocb)).collect();
+        let keyed = keys_after_first(&cands);
         // A key across two pages (an unaligned iocb) could be written in
         // part where the kernel's single store writes nothing: first write
         // back the keys as they are (no visible change) to learn how many
         // can be written whole.
-        let straddles = |v: &libc::iovec| {
+        let straddles = |&(io, _): &(usize, core::ffi::c_uint)| {
+            let v = key_range(io as *mut iocb);
             let a = v.iov_base as usize;
             a / caller::PAGE != (a + v.iov_len - 1) / caller::PAGE
         };
-        if keys.iter().any(straddles) {
-            let same: Vec<u8> = cands[1..]
-                .iter()
-                .flat_map(|k| k.io.key.to_ne_bytes())
-                .collect();
-            let whole = mem.write(&same, &keys);
-            keys.truncate(whole);
-        }
-        let zeros = vec![0u8; keys.len() * core::mem::size_of::<core::ffi::c_uint>()];
-        let got = mem.write(&zeros, &keys);
+        let whole = if keyed.iter().any(straddles) {
+            write_keys(mem, &keyed)
+        } else {
+            keyed.len()
+        };
+        let zeroed: Vec<(usize, core::ffi::c_uint)> =
+            keyed[..whole].iter().map(|&(io, _)| (io, 0)).collect();
+        let got = write_keys(mem, &zeroed);
         if got < cands.len() - 1 {
             cut(&mut cands, 1 + got, -libc::EFAULT)?;
         }
@@ -526,19 +524,31 @@ fn key_range(user_iocb: *mut iocb) -> libc::iovec {
     }
 }
 
-/// Put back the `aio_key` of iocbs whose key the run stored but which were
-/// not accepted (`keyed`: address of the iocb, its key before), with one
-/// kernel-checked write; a failure leaves them as they are.
-fn restore_keys(mem: &mut CallerMem, keyed: &[(usize, core::ffi::c_uint)]) {
+/// The iocbs of a run after its first (the one the kernel refused, which
+/// stored its key itself), with their `aio_key` as read at submission:
+/// (address of the iocb, key).
+fn keys_after_first(cands: &[Candidate]) -> Vec<(usize, core::ffi::c_uint)> {
+    cands
+        .iter()
+        .skip(1)
+        .map(|k| (k.user_iocb as usize, k.io.key))
+        .collect()
+}
+
+/// Store each key of `keyed` (address of an iocb, value) into that iocb's
+/// `aio_key`, in order, with one kernel-checked write (never a direct
+/// store: another thread could protect the page meanwhile).  Returns how
+/// many were written whole.
+fn write_keys(mem: &mut CallerMem, keyed: &[(usize, core::ffi::c_uint)]) -> usize {
     if keyed.is_empty() {
-        return;
+        return 0;
     }
     let ranges: Vec<libc::iovec> = keyed
         .iter()
         .map(|&(io, _)| key_range(io as *mut iocb))
         .collect();
-    let old: Vec<u8> = keyed.iter().flat_map(|&(_, k)| k.to_ne_bytes()).collect();
-    mem.write(&old, &ranges);
+    let bytes: Vec<u8> = keyed.iter().flat_map(|&(_, k)| k.to_ne_bytes()).collect();
+    mem.write(&bytes, &ranges)
 }
 
 /// The caller's PI iocb as a plain `PREADV`/`PWRITEV`: same fd, offset,
