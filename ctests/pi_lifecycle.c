@@ -32,22 +32,49 @@ static void *destroyer(void *a)
 	return NULL;
 }
 
-/* One PI read of 4 KiB at 0 on ctx; 1 if its event and tuples are right. */
-static int pi_read_ok(io_context_t ctx, long tag)
+/* One PI read of 4 KiB at 0, submitted by pi_read_submit and reaped and
+ * checked by pi_read_done (apart, so that other things can happen while
+ * it is in flight). */
+struct pi_read {
+	uint8_t *buf, pi[64];
+	struct iovec iov[2];
+	struct iocb io;
+	long tag;
+	int submitted;
+};
+
+static void pi_read_submit(io_context_t ctx, struct pi_read *r, long tag)
 {
-	uint8_t *buf = xalloc(4096), pi[64], want[64];
-	struct iovec iov[2] = { { buf, 4096 }, { pi, 64 } };
-	struct iocb io, *l[1] = { &io };
+	struct iocb *l[1] = { &r->io };
+	r->buf = xalloc(4096);
+	r->iov[0] = (struct iovec){ r->buf, 4096 };
+	r->iov[1] = (struct iovec){ r->pi, 64 };
+	r->tag = tag;
+	io_prep_preadvm(&r->io, fd, r->iov, 2, 0);
+	r->io.data = (void *)tag;
+	r->submitted = io_submit(ctx, 1, l) == 1;
+}
+
+/* 1 if the read was submitted and its event, data and tuples are right. */
+static int pi_read_done(io_context_t ctx, struct pi_read *r)
+{
+	uint8_t want[64];
 	struct io_event ev;
 	struct timespec ts = { 10, 0 };
-	io_prep_preadvm(&io, fd, iov, 2, 0);
-	io.data = (void *)tag;
-	int ok = io_submit(ctx, 1, l) == 1 && io_getevents(ctx, 1, 1, &ev, &ts) == 1 && ev.obj == &io &&
-		 ev.data == (void *)tag && (long)ev.res == 4096;
+	int ok = r->submitted && io_getevents(ctx, 1, 1, &ev, &ts) == 1 && ev.obj == &r->io &&
+		 ev.data == (void *)r->tag && (long)ev.res == 4096;
 	expected_pi(T1, want, file_data, 4096, 0);
-	ok = ok && memcmp(pi, want, 64) == 0 && memcmp(buf, file_data, 4096) == 0;
-	free(buf);
+	ok = ok && memcmp(r->pi, want, 64) == 0 && memcmp(r->buf, file_data, 4096) == 0;
+	free(r->buf);
 	return ok;
+}
+
+/* One PI read on ctx, start to end; 1 if it is right. */
+static int pi_read_ok(io_context_t ctx, long tag)
+{
+	struct pi_read r;
+	pi_read_submit(ctx, &r, tag);
+	return pi_read_done(ctx, &r);
 }
 
 static void destroy_during_setup(void)
@@ -84,22 +111,13 @@ static void destroy_during_setup(void)
 		CHECK_EQ_MSG(io_setup(64, &ctx2), 0, "a new context while the old one is destroyed");
 		same += ctx2 == ctx1;
 		/* Submitted before the destroy returns, reaped after. */
-		uint8_t *buf = xalloc(4096), pi[64], want[64];
-		struct iovec iov[2] = { { buf, 4096 }, { pi, 64 } };
-		struct iocb io, *p = &io;
-		struct io_event ev;
-		struct timespec ts = { 10, 0 };
-		io_prep_preadvm(&io, fd, iov, 2, 0);
-		io.data = (void *)0x1234;
-		int sub = io_submit(ctx2, 1, &p);
+		struct pi_read r;
+		pi_read_submit(ctx2, &r, 0x1234);
 		pthread_join(th, NULL);
 		CHECK_EQ_MSG(atomic_load(&phase), 3, "the old context destroyed");
 		fmt_bad += io_set_pi_format(ctx2, IO_PI_T10_DIF_TYPE1_CRC, 512) != 0;
-		expected_pi(T1, want, file_data, 4096, 0);
-		bad += !(sub == 1 && io_getevents(ctx2, 1, 1, &ev, &ts) == 1 && ev.obj == &io &&
-			 ev.data == (void *)0x1234 && (long)ev.res == 4096 && memcmp(pi, want, 64) == 0);
+		bad += !pi_read_done(ctx2, &r);
 		CHECK_EQ_MSG(io_destroy(ctx2), 0, "new context destroyed");
-		free(buf);
 	}
 	printf("# new context at the destroyed ring's address: %d of 20\n", same);
 	CHECKF(bad == 0, "the new context's PI reads: %d of 20 wrong", bad);
