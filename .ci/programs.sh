@@ -17,7 +17,7 @@
 #            and the file must be byte-identical to one written by the system
 #            libaio.
 #   lvm2     (its bcache does all metadata I/O with io_submit/io_getevents,
-#            use_aio=1): 40-odd metadata commands (pvcreate, vgcreate,
+#            use_aio=1): about 60 metadata commands (pvcreate, vgcreate,
 #            lvcreate, lvextend, vgck, pvck --dump, vgcfgbackup/restore,
 #            vgsplit/vgmerge, ...) on three loop devices; every command's
 #            output, normalised (UUIDs, times, checksums), must equal the
