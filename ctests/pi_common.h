@@ -96,6 +96,23 @@ static inline void fill_random(uint8_t *p, size_t n, uint64_t *s)
 	}
 }
 
+/* A fresh O_DIRECT test file `name` holding `len` random bytes (seeded by
+ * `seed`), also left in a new aligned buffer at *data; returns the fd, or
+ * -1 where O_DIRECT files cannot be made here (the caller skips: 77). */
+static inline int random_direct_file(const char *name, size_t len, uint64_t seed, uint8_t **data)
+{
+	int fd = open(name, O_RDWR | O_CREAT | O_TRUNC | O_DIRECT, 0644);
+	if (fd < 0)
+		return -1;
+	*data = xalloc(len);
+	fill_random(*data, len, &seed);
+	if (pwrite(fd, *data, len, 0) != (ssize_t)len) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
 /* Submit one iocb, return io_submit's result. */
 static inline int submit1(io_context_t ctx, struct iocb *io)
 {

@@ -252,13 +252,9 @@ int main(void)
 	io_context_t ctx = 0;
 	if (io_setup(16, &ctx) != 0)
 		return 77;
-	int fd = open("hazards.dat", O_RDWR | O_CREAT | O_TRUNC | O_DIRECT, 0644);
+	uint8_t *d;
+	int fd = random_direct_file("hazards.dat", RLEN, 5, &d);
 	if (fd < 0)
-		return 77;
-	uint8_t *d = xalloc(RLEN);
-	uint64_t rng = 5;
-	fill_random(d, RLEN, &rng);
-	if (pwrite(fd, d, RLEN, 0) != RLEN)
 		return 77;
 
 	writes_with_no_fd_to_spare(ctx, fd);

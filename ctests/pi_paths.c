@@ -15,13 +15,9 @@ int main(void)
 	io_context_t ctx = 0;
 	if (io_setup(16, &ctx) != 0)
 		return 77;
-	int fd = open("paths.dat", O_RDWR | O_CREAT | O_TRUNC | O_DIRECT, 0644);
+	uint8_t *d, *p = xalloc(16384);
+	int fd = random_direct_file("paths.dat", 2 << 20, 7, &d);
 	if (fd < 0)
-		return 77;
-	uint8_t *d = xalloc(2 << 20), *p = xalloc(16384);
-	uint64_t rng = 7;
-	fill_random(d, 2 << 20, &rng);
-	if (pwrite(fd, d, 2 << 20, 0) != 2 << 20)
 		return 77;
 
 	/* io_pgetevents delivers translated events. */
@@ -257,6 +253,7 @@ int main(void)
 		CHECK_EQ_MSG(syscall(SYS_io_setup, 8, &raw), 0, "raw io_setup(2)");
 		io_context_t rc = (io_context_t)raw;
 		uint8_t *wd = xalloc(4096), *wp = xalloc(64), *rd = xalloc(4096), *rp = xalloc(64);
+		uint64_t rng = 8;
 		fill_random(wd, 4096, &rng);
 		expected_pi(T1, wp, wd, 4096, 8192);
 		struct iovec wv[2] = { { wd, 4096 }, { wp, 64 } }, rv[2] = { { rd, 4096 }, { rp, 64 } };

@@ -153,11 +153,13 @@ fn refused_is_pi(slots: usize, k: usize) -> Option<bool> {
     const PAGE: usize = super::caller::PAGE;
     const NEIGHBOURS: usize = 64;
     let page = |a: usize| a & !(PAGE - 1);
-    let end = k.checked_mul(SLOT).and_then(|n| slots.checked_add(n))?;
-    // Slot k: in the pages of [slots, end), which the kernel read.
+    // The kernel read the bytes [slots, slot_k) (slots 0..k).  Slot k is
+    // readable for sure only if its last byte is on the page of the byte
+    // just before it (slot k - 1's last).
+    let slot_k = k.checked_mul(SLOT).and_then(|n| slots.checked_add(n))?;
     if k == 0
-        || !sys::plausible_user_range(slots, end - slots + SLOT)
-        || page(end + SLOT - 1) != page(end - 1)
+        || !sys::plausible_user_range(slots, slot_k + SLOT - slots)
+        || page(slot_k + SLOT - 1) != page(slot_k - 1)
     {
         return None;
     }
