@@ -96,21 +96,45 @@ static inline void fill_random(uint8_t *p, size_t n, uint64_t *s)
 	}
 }
 
+/* Open (create) `name` read-write with O_DIRECT and `extra` flags.  Only a
+ * file system without O_DIRECT (EINVAL) skips the program; any other
+ * failure fails it. */
+static inline int pi_open_direct(const char *name, int extra)
+{
+	int fd = open(name, O_RDWR | O_CREAT | O_DIRECT | extra, 0644);
+	if (fd < 0 && errno == EINVAL)
+		ctest_skip("O_DIRECT not supported here");
+	if (fd < 0) {
+		perror("open O_DIRECT");
+		exit(1);
+	}
+	return fd;
+}
+
 /* A fresh O_DIRECT test file `name` holding `len` random bytes (seeded by
- * `seed`), also left in a new aligned buffer at *data; returns the fd, or
- * -1 where O_DIRECT files cannot be made here (the caller skips: 77). */
+ * `seed`), also left in a new aligned buffer at *data; returns the fd
+ * (skips or fails the program as pi_open_direct does). */
 static inline int random_direct_file(const char *name, size_t len, uint64_t seed, uint8_t **data)
 {
-	int fd = open(name, O_RDWR | O_CREAT | O_TRUNC | O_DIRECT, 0644);
-	if (fd < 0)
-		return -1;
+	int fd = pi_open_direct(name, O_TRUNC);
 	*data = xalloc(len);
 	fill_random(*data, len, &seed);
 	if (pwrite(fd, *data, len, 0) != (ssize_t)len) {
-		close(fd);
-		return -1;
+		perror("pwrite of the test file");
+		exit(1);
 	}
 	return fd;
+}
+
+/* io_setup(nr) into *ctx, or fail the program: the library under test
+ * refusing it is a failure, not a reason to skip. */
+static inline void pi_setup(unsigned nr, io_context_t *ctx)
+{
+	int r = io_setup(nr, ctx);
+	if (r != 0) {
+		printf("io_setup(%u) = %d\n", nr, r);
+		exit(1);
+	}
 }
 
 /* Submit one iocb, return io_submit's result. */

@@ -192,8 +192,7 @@ struct ring_hdr {
 static void freed_plain_iocb_at_a_shadow_address(int fd)
 {
 	io_context_t ctx = 0;
-	if (io_setup(16, &ctx) != 0)
-		return;
+	pi_setup(16, &ctx);
 	volatile struct ring_hdr *rg = (volatile struct ring_hdr *)ctx;
 	uint8_t *b = xalloc(4096), *b2 = xalloc(4096), pi[64];
 	struct iovec v[2] = { { b, 4096 }, { pi, 64 } };
@@ -250,12 +249,9 @@ static void freed_plain_iocb_at_a_shadow_address(int fd)
 int main(void)
 {
 	io_context_t ctx = 0;
-	if (io_setup(16, &ctx) != 0)
-		return 77;
+	pi_setup(16, &ctx);
 	uint8_t *d;
 	int fd = random_direct_file("hazards.dat", RLEN, 5, &d);
-	if (fd < 0)
-		return 77;
 
 	writes_with_no_fd_to_spare(ctx, fd);
 	pi_buffer_changed_in_flight(ctx, fd, PROT_NONE, "PI buffer made inaccessible in flight");

@@ -170,15 +170,15 @@ static void fork_during_pi(void)
 
 int main(void)
 {
-	fd = open("lifecycle.dat", O_RDWR | O_CREAT | O_TRUNC | O_DIRECT, 0644);
-	if (fd < 0)
-		return 77;
+	fd = pi_open_direct("lifecycle.dat", O_TRUNC);
 	uint8_t *w = xalloc(BIG);
 	uint64_t rng = 3;
 	fill_random(w, BIG, &rng);
 	for (int i = 0; i < FILE_MB; i++)
-		if (pwrite(fd, w, BIG, (long long)i * BIG) != BIG)
-			return 77;
+		if (pwrite(fd, w, BIG, (long long)i * BIG) != BIG) {
+			perror("pwrite of the test file");
+			return 1;
+		}
 	file_data = w;
 	destroy_during_setup();
 	fork_during_pi();

@@ -10,16 +10,6 @@
 
 static const struct fmt T1_512 = { IO_PI_T10_DIF_TYPE1_CRC, 512 };
 
-static int open_direct(const char *name, int extra)
-{
-	int fd = open(name, O_RDWR | O_CREAT | O_DIRECT | extra, 0644);
-	if (fd < 0) {
-		perror("open O_DIRECT");
-		exit(77);
-	}
-	return fd;
-}
-
 /* Write `len` bytes with PI at `off`; return the event's res (or the
  * io_submit error). */
 static long write_pi(io_context_t ctx, int fd, uint8_t *data, size_t len, uint8_t *pi, size_t pilen, long long off)
@@ -736,6 +726,7 @@ static void test_queue_run(io_context_t ctx, int fd)
 		usleep(1000);
 	}
 	CHECK_EQ_MSG(cb_calls, 2, "io_queue_run called both callbacks");
+	CHECKF(cb_calls == 2 && cb_iocb[0] != cb_iocb[1], "one callback for each iocb");
 	for (int i = 0; i < 2 && i < cb_calls; i++) {
 		if (cb_iocb[i] == &io[0])
 			CHECK_EQ_MSG(cb_res[i], 4096, "callback of the PI read");
@@ -773,7 +764,7 @@ static void test_cancel(io_context_t ctx, int fd)
 /* Short read at EOF: tuples only for the intervals read. */
 static void test_short_read(io_context_t ctx, uint64_t *rng)
 {
-	int fd = open_direct("short.dat", O_TRUNC);
+	int fd = pi_open_direct("short.dat", O_TRUNC);
 	uint8_t *d = xalloc(8192), *pi = xalloc(128), *back = xalloc(8192), *want = xalloc(128);
 	fill_random(d, 4096, rng);
 	CHECK_EQ_MSG(pwrite(fd, d, 4096, 0), 4096, "4 KiB file");
@@ -828,15 +819,12 @@ int main(void)
 {
 	io_context_t ctx = 0;
 	uint64_t rng = 0x9E3779B97F4A7C15ULL;
-	if (io_setup(64, &ctx) != 0) {
-		printf("io_setup failed\n");
-		return 77;
-	}
-	int fd = open_direct("pi.dat", 0);
+	pi_setup(64, &ctx);
+	int fd = pi_open_direct("pi.dat", 0);
 	uint8_t *zero = xalloc(1 << 20);
 	if (pwrite(fd, zero, 1 << 20, 0) != 1 << 20) {
 		perror("pwrite");
-		return 77;
+		return 1;
 	}
 	free(zero);
 	test_format(ctx, fd, (struct fmt){ IO_PI_T10_DIF_TYPE1_CRC, 512 }, &rng);

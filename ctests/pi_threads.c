@@ -244,13 +244,12 @@ static void test_destroy_frees(int fd)
 
 int main(void)
 {
-	if (io_setup(128, &ctx) != 0)
-		return 77;
-	int fd = open("threads.dat", O_RDWR | O_CREAT | O_TRUNC | O_DIRECT, 0644);
-	if (fd < 0)
-		return 77;
-	if (ftruncate(fd, (off_t)THREADS * PER_THREAD * BLK) != 0)
-		return 77;
+	pi_setup(128, &ctx);
+	int fd = pi_open_direct("threads.dat", O_TRUNC);
+	if (ftruncate(fd, (off_t)THREADS * PER_THREAD * BLK) != 0) {
+		perror("ftruncate");
+		return 1;
+	}
 	test_threads(fd);
 	CHECK_EQ_MSG(io_destroy(ctx), 0, "io_destroy");
 	test_destroy_in_flight(fd);

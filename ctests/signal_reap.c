@@ -47,8 +47,15 @@ static void *watchdog(void *a)
 int main(void)
 {
 	int fd = open("signal_reap.dat", O_RDWR | O_CREAT | O_TRUNC, 0644);
-	if (fd < 0 || ftruncate(fd, 1 << 20) != 0 || io_setup(64, &ctx) != 0)
-		return 77;
+	if (fd < 0 || ftruncate(fd, 1 << 20) != 0) {
+		perror("signal_reap.dat");
+		return 1;
+	}
+	int r = io_setup(64, &ctx);
+	if (r != 0) {
+		printf("io_setup(64) = %d\n", r);
+		return 1;
+	}
 	/* The watchdog inherits a mask with SIGALRM blocked. */
 	sigset_t alrm, before;
 	sigemptyset(&alrm);
