@@ -62,10 +62,17 @@ int main(void)
 	CHECK_RET(io_getevents(ctx, 1, 1, ev, &ms50), 0);
 	dt = ctest_now_ns() - t0;
 	CHECK(dt >= 45000000LL);
-	/* min_nr 0 with a timeout: nothing to wait for. */
-	t0 = ctest_now_ns();
-	CHECK_RET(io_getevents(ctx, 0, 1, ev, &ms50), 0);
-	CHECK(ctest_now_ns() - t0 < 40000000LL);
+	/* min_nr 0 with a timeout: nothing to wait for (the fastest of three
+	 * tries, so that one preemption on a loaded machine is not a wait). */
+	dt = 1000000000LL;
+	for (int i = 0; i < 3; i++) {
+		t0 = ctest_now_ns();
+		CHECK_RET(io_getevents(ctx, 0, 1, ev, &ms50), 0);
+		long long d = ctest_now_ns() - t0;
+		if (d < dt)
+			dt = d;
+	}
+	CHECK(dt < 40000000LL);
 
 	/* With events pending. */
 	CHECK_RET(io_submit(ctx, 8, list), 8);

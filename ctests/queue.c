@@ -67,13 +67,16 @@ int main(void)
 	CHECK_RET(io_queue_run(ctx), 0);
 	CHECK_EQ(ncalls, 4);
 	ok = 1;
+	int seen = 0; /* bit idx: a callback for cb[idx] */
 	for (i = 0; i < 4 && i < ncalls; i++) {
 		int idx = (int)(calls[i].iocb - cb);
 		if (calls[i].ctx != ctx || idx < 0 || idx > 3 || calls[i].res2 != 0 ||
-		    calls[i].res != (idx == 3 ? 5 : 10 + idx))
+		    calls[i].res != (idx == 3 ? 5 : 10 + idx) || (seen & (1 << idx)))
 			ok = 0;
+		else
+			seen |= 1 << idx;
 	}
-	CHECK(ok);
+	CHECK(ok && seen == 0xF); /* each iocb's callback exactly once */
 	CHECK_EQ((unsigned char)buf[1][0], ctest_pattern(100, 8));
 	/* Drained. */
 	CHECK_RET(io_queue_run(ctx), 0);

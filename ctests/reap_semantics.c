@@ -20,6 +20,7 @@
 #include "ctest.h"
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -63,10 +64,13 @@ static struct timespec *unreadable_timeout(void)
 	return p == MAP_FAILED ? NULL : p;
 }
 
+static atomic_int reaper_returned;
+
 static void *blocked_reaper(void *arg)
 {
 	struct io_event ev;
 	*(int *)arg = io_getevents(ctx, 1, 1, &ev, NULL);
+	atomic_store(&reaper_returned, 1);
 	return NULL;
 }
 
@@ -124,8 +128,13 @@ int main(int argc, char **argv)
 	pthread_t t;
 	int res = 1;
 	pthread_create(&t, NULL, blocked_reaper, &res);
-	usleep(50000);
-	pthread_kill(t, SIGUSR1);
+	/* A signal that lands before the thread is in the wait only runs the
+	 * handler; so signal it until the wait returns (no event ever comes:
+	 * only a signal ends it), at most ~20 s on a loaded machine. */
+	for (int i = 0; i < 400 && !atomic_load(&reaper_returned); i++) {
+		usleep(50000);
+		pthread_kill(t, SIGUSR1);
+	}
 	pthread_join(t, NULL);
 	CHECKF(res == -EINTR, "a wait interrupted by a signal returns -EINTR: %d", res);
 
