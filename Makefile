@@ -25,7 +25,8 @@ VERSION  := $(shell sed -n 's/^version *= *"\(.*\)"/\1/p' Cargo.toml | head -n 1
 SONAME   := libaio.so.1
 REALNAME := libaio.so.1.0.2
 
-OUT := target/release
+# Where cargo builds (it honours CARGO_TARGET_DIR, so must we).
+OUT := $(or $(CARGO_TARGET_DIR),target)/release
 
 # pkgconfig/libaio.pc.in -> libaio.pc: $(call gen_pc,prefix,libdir,includedir)
 gen_pc = sed -e 's|@PREFIX@|$(1)|g' -e 's|@LIBDIR@|$(2)|g' \

@@ -14,11 +14,11 @@ cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 CC=${CC:-cc}
 
-if [ ! -f target/release/libaio.so ]; then
+if [ ! -f "${CARGO_TARGET_DIR:-target}/release/libaio.so" ]; then
 	echo "bench: building target/release/libaio.so" >&2
 	cargo build --release
 fi
-OURS="$ROOT/target/release/libaio.so"
+OURS="${CARGO_TARGET_DIR:-$ROOT/target}/release/libaio.so"
 
 SYSTEM_LIBAIO=${SYSTEM_LIBAIO:-$(ldconfig -p 2>/dev/null | awk '/libaio\.so\.1 .*x86-64|libaio\.so\.1 .*AArch64|libaio\.so\.1 / {print $NF; exit}')}
 if [ -z "$SYSTEM_LIBAIO" ] || [ ! -f "$SYSTEM_LIBAIO" ]; then
@@ -34,6 +34,12 @@ SYSTEM_LIBAIO=$(readlink -f "$SYSTEM_LIBAIO")
 case "$SYSTEM_LIBAIO" in
 "$ROOT"/*) echo "bench: SYSTEM_LIBAIO points into this repository" >&2; exit 1 ;;
 esac
+# A copy of ours installed where the system's should be (`make install`
+# into /usr/local puts it first in the loader's cache) is not libaio.
+if objdump -T "$SYSTEM_LIBAIO" | grep -q 'LIBAIO_RS_1\.0'; then
+	echo "bench: $SYSTEM_LIBAIO is libaio-rs (defines LIBAIO_RS_1.0), not the system libaio; set SYSTEM_LIBAIO" >&2
+	exit 1
+fi
 if [ ! -f /usr/include/libaio.h ]; then
 	echo "bench: /usr/include/libaio.h missing (install libaio-dev); skipped" >&2
 	exit 0

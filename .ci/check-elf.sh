@@ -18,8 +18,8 @@
 set -uo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
-lib=${1:-$here/target/release/libaio.so}
-archive=${2:-$here/target/release/libaio.a}
+lib=${1:-${CARGO_TARGET_DIR:-$here/target}/release/libaio.so}
+archive=${2:-${CARGO_TARGET_DIR:-$here/target}/release/libaio.a}
 header=$here/include/libaio.h
 if [ $# -ge 3 ]; then
 	syslib=$3
@@ -71,6 +71,8 @@ echo "[2] libaio's (symbol, version) set"
 ours=$(dynsyms "$lib")
 theirs=$(dynsyms "$syslib")
 [ -n "$theirs" ] || bad "could not read the system libaio's symbols"
+# The reference must be libaio, not a copy of ours (which has LIBAIO_RS_1.0).
+grep -q 'LIBAIO_RS_1\.0' <<<"$theirs" && bad "$syslib is libaio-rs (defines LIBAIO_RS_1.0), not the system libaio"
 while read -r s; do
 	[ -z "$s" ] && continue
 	if grep -qxF "$s" <<<"$ours"; then ok "$s"; else bad "missing $s (system libaio exports it)"; fi

@@ -11,7 +11,7 @@ set -uo pipefail
 need_built
 need_cmd fio jq
 
-work=$(integ_tmp fio)
+work=$(integ_tmp fio) || exit 1
 size=${FIO_SIZE:-64M}
 failures=0
 

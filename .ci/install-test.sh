@@ -9,7 +9,8 @@ set -uo pipefail
 need_built
 need_cmd pkg-config gcc make
 
-dest=$(integ_tmp install)/root
+dest=$(integ_tmp install) || exit 1
+dest=$dest/root
 failures=0
 ok() { echo "  ok: $*"; }
 bad() { echo "  FAIL: $*"; failures=$((failures + 1)); }

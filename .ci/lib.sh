@@ -1,15 +1,42 @@
 # Shared helpers for the .ci scripts (sourced, not run).
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-ourlib=$repo/target/release/libaio.so
+ourlib=${CARGO_TARGET_DIR:-$repo/target}/release/libaio.so
 multiarch=$(gcc -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)
 syslib=/usr/lib/$multiarch/libaio.so.1
 
 # Scratch space inside the repo (like ctests): /tmp may be tmpfs, where
-# O_DIRECT fails.  INTEG_TMP overrides.
+# O_DIRECT fails.  INTEG_TMP overrides.  Fails (status 1, nothing printed)
+# if it cannot be emptied (a file system still mounted in it): callers
+# write `work=$(integ_tmp X) || exit 1`, so they never work in "".
 integ_tmp() {
 	local d=${INTEG_TMP:-$repo/target/integ-tmp}/$1
-	rm -rf "$d" && mkdir -p "$d" && echo "$d"
+	if rm -rf "$d" && mkdir -p "$d"; then
+		echo "$d"
+	else
+		echo "cannot make an empty scratch directory $d" >&2
+		return 1
+	fi
+}
+
+# system_side PROG: why PROG, run without preload, would not be using the
+# system libaio (printed; status 1), or nothing (status 0).  It must load
+# $syslib, and $syslib must not be this library (ours defines the version
+# LIBAIO_RS_1.0): a `make install` into /usr/local, or a copy over the
+# system file, would otherwise make "ours vs the system's" compare ours
+# with ours.
+system_side() {
+	local exe resolved
+	exe=$(command -v "$1") || { echo "$1 not found"; return 1; }
+	resolved=$(ldd "$exe" | awk '$1 == "libaio.so.1" { print $3 }')
+	if [ "$(readlink -f "$resolved")" != "$(readlink -f "$syslib")" ]; then
+		echo "$1 loads libaio.so.1 from '$resolved', not the system's $syslib"
+		return 1
+	fi
+	if objdump -T "$syslib" | grep -q 'LIBAIO_RS_1\.0'; then
+		echo "$syslib is libaio-rs (it defines LIBAIO_RS_1.0), not the system libaio"
+		return 1
+	fi
 }
 
 need_built() {

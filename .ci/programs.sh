@@ -31,7 +31,7 @@ set -uo pipefail
 . "$(dirname "$0")/lib.sh"
 need_built
 
-work=$(integ_tmp programs)
+work=$(integ_tmp programs) || exit 1
 failures=0 skipped=0 passed=0
 fail() { echo "  FAIL: $*"; failures=$((failures + 1)); }
 pass() { echo "  ok: $*"; passed=$((passed + 1)); }
@@ -136,6 +136,10 @@ thin_test() {
 		echo '</superblock>'
 	} >"$d/in.xml"
 	truncate -s 16M "$d/ours.bin" "$d/system.bin"
+	local why
+	if ! why=$(system_side thin_restore); then
+		fail "thin-provisioning-tools: the comparison's system side: $why"; return
+	fi
 	if ! preloaded "$d/ld" thin_restore -q -i "$d/in.xml" -o "$d/ours.bin" ||
 		! preloaded "$d/ld" thin_dump "$d/ours.bin" >"$d/out.xml"; then
 		fail "thin_restore/thin_dump failed"; return
@@ -172,7 +176,11 @@ lvm_test() {
 		echo "  note: lvm2: no loop devices here (losetup failed): not run"
 		return
 	fi
-	local L1=${loops[0]} L2=${loops[1]} L3=${loops[2]}
+	local L1=${loops[0]} L2=${loops[1]} L3=${loops[2]} why
+	if ! why=$(system_side lvm); then
+		losetup -d "${loops[@]}"
+		fail "lvm2: the comparison's system side: $why"; return
+	fi
 	for m in system ours; do
 		local o=$d/$m
 		mkdir -p "$o/etc/backup" "$o/etc/archive"

@@ -7,7 +7,7 @@ set -uo pipefail
 need_built
 need_cmd fio
 
-work=$(integ_tmp workload)
+work=$(integ_tmp workload) || exit 1
 echo "make run: fio (libaio engine, O_DIRECT, verify=crc32c) with LD_PRELOAD=$ourlib"
 preloaded "$work/ld" fio --name=libaio-rs-workload --directory="$work" --ioengine=libaio \
 	--direct=1 --rw=randwrite --bs=4k --size="${RUN_SIZE:-256M}" --numjobs=4 --iodepth=32 \

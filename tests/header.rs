@@ -13,6 +13,12 @@ use std::process::Command;
 
 #[test]
 fn committed_header_equals_generated_one() {
+    // With it set, build.rs has just overwritten the committed header with
+    // the generated one, and the comparison below could not fail.
+    assert!(
+        std::env::var_os("LIBAIO_RS_UPDATE_HEADER").is_none(),
+        "unset LIBAIO_RS_UPDATE_HEADER to check include/libaio.h (build.rs rewrites it when set)"
+    );
     let generated = Path::new(env!("OUT_DIR")).join("libaio.h");
     let committed = repo_root().join("include/libaio.h");
     let g = std::fs::read_to_string(&generated).expect("read generated header");
@@ -119,16 +125,17 @@ fn header_compiles_warning_free() {
     assert!(errors.is_empty(), "{}", errors.join("\n\n"));
 }
 
-/// Build `ctests/layout/layout.c` against `include_dir` (None: the system
-/// header) and return its output.
-fn layout(include_dir: Option<&Path>, tag: &str) -> String {
+/// Build `ctests/layout/layout.c` with `include_dir` first on the include
+/// path (tag "ours": our header, with its extra opcodes printed) and
+/// return its output.
+fn layout(include_dir: &Path, tag: &str) -> String {
     let dir = temp_dir(&format!("layout-{tag}"));
     let exe = dir.join("layout");
     let mut cmd = compiler(false);
     cmd.args(["-std=gnu11", "-Wall", "-Wextra", "-Werror"]);
-    if let Some(inc) = include_dir {
-        cmd.arg(format!("-I{}", inc.display()))
-            .arg("-DLIBAIO_RS_OURS");
+    cmd.arg(format!("-I{}", include_dir.display()));
+    if tag == "ours" {
+        cmd.arg("-DLIBAIO_RS_OURS");
     }
     cmd.arg(repo_root().join("ctests/layout/layout.c"))
         .arg("-o")
@@ -144,8 +151,18 @@ fn layout_matches_system_libaio_h() {
         Path::new(SYSTEM_HEADER).is_file(),
         "{SYSTEM_HEADER} is needed (apt-get install libaio-dev)"
     );
-    let ours = layout(Some(&repo_root().join("include")), "ours");
-    let system = layout(None, "system");
+    // The system side from its own directory (searched before
+    // /usr/local/include, where a `make install` of ours may sit), and
+    // proven to be libaio's header, not ours.
+    let system_text = std::fs::read_to_string(SYSTEM_HEADER).expect(SYSTEM_HEADER);
+    assert!(
+        !system_text.contains("LIBAIO_RS"),
+        "{SYSTEM_HEADER} is libaio-rs's header, not the system libaio's"
+    );
+    let system_inc = temp_dir("layout-system-include");
+    std::fs::write(system_inc.join("libaio.h"), system_text).expect("copy of the system header");
+    let ours = layout(&repo_root().join("include"), "ours");
+    let system = layout(&system_inc, "system");
     // Lines only our header can produce: IO_CMD_PREADVM/PWRITEVM.
     let (extra, common): (Vec<&str>, Vec<&str>) =
         ours.lines().partition(|l| l.starts_with("ours: "));
