@@ -155,15 +155,17 @@ pub struct Reentrant;
 /// the ring.
 pub struct UserReaper<'a> {
     ctx: &'a Context,
+    /// The ring address, as checked against the slot's key once USER was
+    /// held ([`Context::try_user_reap`]).  Never reloaded from the key: an
+    /// `unregister` of an older registration at the same address stores
+    /// `CLAIMED` there for a few instructions and puts it back.
+    addr: usize,
 }
 
 impl UserReaper<'_> {
     /// The registered ring address and slot count.
     pub fn ring(&self) -> (usize, u32) {
-        (
-            self.ctx.ring_addr(),
-            self.ctx.ring_nr.load(Ordering::Relaxed),
-        )
+        (self.addr, self.ctx.ring_nr.load(Ordering::Relaxed))
     }
 }
 
@@ -215,11 +217,6 @@ impl Context {
             0 => None,
             n => Some(n),
         }
-    }
-
-    /// The ring address this context belongs to.
-    pub fn ring_addr(&self) -> usize {
-        self.key.load(Ordering::Relaxed)
     }
 
     /// Whether this thread holds USER (so it is a signal handler that
@@ -288,11 +285,18 @@ impl Context {
                 }
             }
         }
-        let guard = UserReaper { ctx: self };
+        let guard = UserReaper {
+            ctx: self,
+            addr: ctx,
+        };
         // The slot may have been recycled for another context between the
-        // caller's `lookup` and our CAS; while we hold USER its key can only
-        // change by `unregister` (which leaves the ring mapped until an
-        // `io_destroy` that waits for us), so check it under the lock.
+        // caller's `lookup` and our CAS; check its key under the lock.
+        // While we hold USER the key changes only by `unregister`: to
+        // TOMBSTONE (the ring stays mapped until an `io_destroy` that waits
+        // for us), or to CLAIMED and back (an older registration's
+        // `unregister`, leaving ours).  So the address checked here stays
+        // right for the whole hold, and `ring()` returns it rather than the
+        // key (which may read CLAIMED meanwhile).
         Ok(
             (self.key.load(Ordering::Acquire) == ctx && self.ring_nr.load(Ordering::Relaxed) != 0)
                 .then_some(guard),
@@ -572,7 +576,7 @@ mod tests {
         assert!(lookup(a).is_none());
         register(a, 8);
         register(b, 16);
-        assert_eq!(lookup(a).unwrap().ring_addr(), a);
+        assert_eq!(lookup(a).unwrap().key.load(Ordering::Relaxed), a);
         assert_eq!(lookup(b).unwrap().max_events.load(Ordering::Relaxed), 16);
         unregister(a, lookup(a).unwrap().registration());
         assert!(lookup(a).is_none());
@@ -637,5 +641,51 @@ mod tests {
         );
         assert!(lookup(a).is_some(), "the parent keeps its context");
         unregister(a, lookup(a).unwrap().registration());
+    }
+
+    /// Regression: `UserReaper::ring` reloaded the slot's key, which an
+    /// `unregister` of an older registration at the same address (an
+    /// `io_destroy` returning after another thread's `io_setup` got the
+    /// address back) sets to CLAIMED (2) for a few instructions: a
+    /// user-space reap then read a "ring" at address 2.  Measured before the
+    /// fix: 0.7% of holds saw it.
+    #[test]
+    fn a_held_ring_keeps_its_address_while_an_older_registration_is_forgotten() {
+        use std::sync::atomic::AtomicBool;
+        // A ring header the registration understands (nr 8), in our memory.
+        let mut ring = vec![0u64; 4096 / 8];
+        let a = ring.as_mut_ptr() as usize;
+        {
+            // SAFETY: `ring` is 4096 zeroed bytes, 8-aligned; a header fits.
+            let h = unsafe { &mut *(a as *mut AioRingHeader) };
+            h.nr = 8;
+            h.magic = AIO_RING_MAGIC;
+            h.header_length = core::mem::size_of::<AioRingHeader>() as u32;
+        }
+        register(a, 8);
+        let old = lookup(a).unwrap().registration();
+        register(a, 8); // the "new context" at the same address
+        let c = lookup(a).unwrap();
+        assert_ne!(c.registration(), old);
+        let stop = AtomicBool::new(false);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                while !stop.load(Ordering::Relaxed) {
+                    unregister(a, old); // CLAIMED, then back to `a`
+                }
+            });
+            let (mut held, mut wrong) = (0, 0);
+            for _ in 0..400_000 {
+                if let Ok(Some(r)) = c.try_user_reap(a) {
+                    held += 1;
+                    wrong += (r.ring() != (a, 8)) as u32;
+                }
+            }
+            stop.store(true, Ordering::Relaxed);
+            assert_eq!(wrong, 0, "a held ring's address changed ({held} holds)");
+            assert!(held > 1000, "the ring was held only {held} times");
+        });
+        unregister(a, c.registration());
+        drop(ring);
     }
 }

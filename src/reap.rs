@@ -72,15 +72,14 @@ const KERNEL_SIGSET_SIZE: usize = 8;
 
 /// The one place through which every batch of events reaped for a caller
 /// passes (user-space copies and system-call results alike), just before it
-/// is returned: `events[..n]` are the caller's events, `ctx` the context if
-/// it is registered here.  Hooks that post-process completions (T10-PI
+/// is returned: `events[..n]` are the caller's events.  Hooks that post-process completions (T10-PI
 /// emulation) go here, gated on state in `Context` so plain users pay nothing.
 #[inline(always)]
-fn delivered(ctx: Option<&Context>, events: *mut io_event, n: usize) {
+fn delivered(events: *mut io_event, n: usize) {
     // T10-PI emulation (src/pi): turn the events of emulated PI iocbs back
     // into the caller's (obj, data, res) and fill read PI.  Costs one relaxed
     // load of the in-flight counter when no PI iocb is in flight.
-    crate::pi::complete(ctx.map_or(0, Context::ring_addr), events, n as i32);
+    crate::pi::complete(events, n as i32);
 }
 
 extern "C" {
@@ -333,7 +332,7 @@ fn reap(
     let Some(c) = context::lookup(ctx) else {
         let r = syscall(call, ctx, min_nr, nr, events, timeout);
         if r > 0 {
-            delivered(None, events, r as usize);
+            delivered(events, r as usize);
         }
         return sys::to_int(r);
     };
@@ -366,7 +365,6 @@ fn reap(
             return 0;
         }
         return finish(
-            c,
             kernel(Some(c), call, ctx, min_nr, nr, events, timeout),
             events,
         );
@@ -375,7 +373,6 @@ fn reap(
         Attempt::Took(k, left) => (k, left),
         Attempt::Kernel => {
             return finish(
-                c,
                 kernel(Some(c), call, ctx, min_nr, nr, events, timeout),
                 events,
             )
@@ -384,7 +381,7 @@ fn reap(
     };
     if k >= min_nr as usize {
         if left == 0 || k == nr as usize {
-            delivered(Some(c), events, k);
+            delivered(events, k);
             return k as i32;
         }
         // More are ready than the proven part of `events` holds: the kernel
@@ -393,10 +390,10 @@ fn reap(
         // SAFETY: k < nr, inside the range checked above.
         let rest_at = unsafe { events.add(k) };
         let r = kernel(Some(c), call, ctx, 0, nr - kk, rest_at, zero_timeout());
-        return finish(c, kk + r.max(0), events);
+        return finish(kk + r.max(0), events);
     }
     if is_zero_timeout(timeout, memory) {
-        delivered(Some(c), events, k);
+        delivered(events, k);
         return k as i32;
     }
     // Wait in the kernel for the rest.
@@ -411,14 +408,14 @@ fn reap(
     } else {
         r
     };
-    finish(c, n, events)
+    finish(n, events)
 }
 
 /// Pass a kernel result through [`delivered`] and convert it.
 #[inline(always)]
-fn finish(c: &Context, r: c_long, events: *mut io_event) -> i32 {
+fn finish(r: c_long, events: *mut io_event) -> i32 {
     if r > 0 {
-        delivered(Some(c), events, r as usize);
+        delivered(events, r as usize);
     }
     sys::to_int(r)
 }

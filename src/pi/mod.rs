@@ -92,10 +92,10 @@ use core::sync::atomic::Ordering;
 use format::{Format, Guard, PiType};
 
 /// The reap hook: translate the emulated-PI events among the `n` events
-/// just stored in `events` for context `ctx`.  Call after every successful
-/// reap, whichever path (system call or user-space ring) produced it.
+/// just stored in `events`.  Call after every successful reap, whichever
+/// path (system call or user-space ring) produced it.
 #[inline(always)]
-pub fn complete(_ctx: usize, events: *mut io_event, n: i32) {
+pub fn complete(events: *mut io_event, n: i32) {
     complete::complete(events, n)
 }
 
