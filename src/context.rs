@@ -363,6 +363,9 @@ static FORK_GENERATION: AtomicU32 = AtomicU32::new(1);
 static ATFORK: Once = Once::new();
 
 extern "C" fn after_fork_in_child() {
+    // The child's code after fork() sees the errno it had (the handler
+    // allocates).
+    let _errno = crate::sys::ErrnoGuard::save();
     FORK_GENERATION.fetch_add(1, Ordering::Release);
     // Memory marked MADV_DONTFORK is not in the child: trust no buffer the
     // kernel proved in the parent (see `proven`).
@@ -374,6 +377,8 @@ extern "C" fn after_fork_in_child() {
 
 /// Install the library's `pthread_atfork` child handler (once).
 pub fn ensure_atfork() {
+    // `Once` waits with a futex when contended, which may set errno.
+    let _errno = crate::sys::ErrnoGuard::save();
     ATFORK.call_once(|| {
         // SAFETY: registering a plain function with no preconditions; glibc
         // ties the registration to this DSO and drops it on dlclose.

@@ -13,7 +13,7 @@
 // 32-bit ones (where they are `c_long` = `i32`): keep the casts.
 #![allow(clippy::unnecessary_cast)]
 
-use core::ffi::c_long;
+use core::ffi::{c_int, c_long};
 
 #[cfg(target_arch = "x86_64")]
 mod nr {
@@ -93,6 +93,32 @@ fn raw6(n: i64, a: usize, b: usize, c: usize, d: usize, e: usize, f: usize) -> c
         } else {
             r
         }
+    }
+}
+
+/// Keeps the calling thread's `errno` across a scope: read by `save`,
+/// written back when dropped.  For the library's slow paths that run std or
+/// libc code which may set `errno` (a contended `std::sync::Mutex` or
+/// `Once` waits with `futex(2)` through libc, whose EAGAIN/EINTR lands in
+/// `errno`; `malloc`), so that every export keeps libaio's contract of
+/// leaving `errno` alone.  Not on the plain submit/reap paths, which make
+/// only raw system calls.
+pub struct ErrnoGuard(c_int);
+
+impl ErrnoGuard {
+    #[inline]
+    pub fn save() -> ErrnoGuard {
+        // SAFETY: `__errno_location` returns this thread's `errno`, always
+        // valid to read.
+        ErrnoGuard(unsafe { *libc::__errno_location() })
+    }
+}
+
+impl Drop for ErrnoGuard {
+    #[inline]
+    fn drop(&mut self) {
+        // SAFETY: as in `new`, for a write of this thread's own `errno`.
+        unsafe { *libc::__errno_location() = self.0 };
     }
 }
 

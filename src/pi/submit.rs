@@ -69,6 +69,8 @@ fn format_and_clamp(ctx: usize) -> Option<(Format, c_long)> {
 /// of the first iocb if none was.
 #[cold]
 pub fn submit_rest(ctx: usize, nr: c_long, iocbpp: *mut *mut iocb, first: c_long) -> c_long {
+    // The record map's lock and allocations below may set errno.
+    let _errno = sys::ErrnoGuard::save();
     // Another error for the first iocb (-EBADF, -EAGAIN, ...) stands as
     // the kernel gave it, whatever the context (the loop below would return
     // it too): no need to ask the kernel about an unknown context.
