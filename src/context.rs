@@ -333,14 +333,23 @@ impl Context {
     }
 
     /// `io_destroy` is about to unmap the ring: stop new user-space reapers
-    /// and wait for the current one to leave the ring.
-    pub fn begin_destroy(&self) {
+    /// and wait for the current one to leave the ring.  `Err(Reentrant)`
+    /// (and the context is left as it was): this thread holds the ring (a
+    /// signal handler interrupted this thread's own user-space reap), so
+    /// waiting would never end and unmapping would pull the ring from
+    /// under the interrupted copy.
+    pub fn begin_destroy(&self) -> Result<(), Reentrant> {
         self.reap_state
             .fetch_or(ReapState::DYING, Ordering::Acquire);
         let mut spins = 0;
         while self.reap_state.load(Ordering::Acquire) & ReapState::USER != 0 {
+            if self.held_by_me() {
+                self.abort_destroy();
+                return Err(Reentrant);
+            }
             backoff(&mut spins);
         }
+        Ok(())
     }
 
     /// This registration's number ([`REGISTRATIONS`] when it was made):
@@ -562,7 +571,11 @@ pub fn forget_moved(ctx: usize, ring_id: u32, before: u64) {
             && slot.ring_id.load(Ordering::Relaxed) == ring_id
             && slot.registered_seq.load(Ordering::Relaxed) < before
         {
-            slot.begin_destroy();
+            // Held by this very thread (a signal handler interrupting its
+            // reap of that stale entry): leave the entry.
+            if slot.begin_destroy().is_err() {
+                continue;
+            }
             let _ = slot
                 .key
                 .compare_exchange(k, TOMBSTONE, Ordering::AcqRel, Ordering::Relaxed);
@@ -573,6 +586,7 @@ pub fn forget_moved(ctx: usize, ring_id: u32, before: u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::AtomicBool;
 
     #[test]
     fn register_lookup_unregister() {
@@ -648,6 +662,50 @@ mod tests {
         unregister(a, lookup(a).unwrap().registration());
     }
 
+    /// A ring header the registration understands (nr 8), in our memory;
+    /// register it at its address.
+    fn fake_ring() -> Vec<u64> {
+        let mut ring = vec![0u64; 4096 / 8];
+        // SAFETY: `ring` is 4096 zeroed bytes, 8-aligned; a header fits.
+        let h = unsafe { &mut *(ring.as_mut_ptr() as *mut AioRingHeader) };
+        h.nr = 8;
+        h.magic = AIO_RING_MAGIC;
+        h.header_length = core::mem::size_of::<AioRingHeader>() as u32;
+        ring
+    }
+
+    /// Regression: `io_destroy` from a signal handler that interrupted this
+    /// thread's own user-space reap of the ring waited for that reap to
+    /// finish, forever.  It now answers at once (`-EINTR` in
+    /// `setup::destroy`) and leaves the context usable.
+    #[test]
+    fn destroying_a_ring_this_thread_holds_does_not_wait() {
+        let mut ring = fake_ring();
+        let a = ring.as_mut_ptr() as usize;
+        register(a, 8);
+        let c = lookup(a).unwrap();
+        // Were it to wait, fail the whole test binary rather than hang.
+        let done = std::sync::Arc::new(AtomicBool::new(false));
+        let watch = done.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_secs(20));
+            if !watch.load(Ordering::Relaxed) {
+                eprintln!("begin_destroy waited for this thread's own reap");
+                std::process::abort();
+            }
+        });
+        let held = c.try_user_reap(a).unwrap().expect("the ring is free");
+        assert!(c.begin_destroy().is_err(), "held by this thread");
+        done.store(true, Ordering::Relaxed);
+        drop(held);
+        // Not left dying: a reap and a real destroy work afterwards.
+        assert!(c.try_user_reap(a).unwrap().is_some());
+        assert!(c.begin_destroy().is_ok());
+        c.abort_destroy();
+        unregister(a, c.registration());
+        drop(ring);
+    }
+
     /// Regression: `UserReaper::ring` reloaded the slot's key, which an
     /// `unregister` of an older registration at the same address (an
     /// `io_destroy` returning after another thread's `io_setup` got the
@@ -656,17 +714,8 @@ mod tests {
     /// fix: 0.7% of holds saw it.
     #[test]
     fn a_held_ring_keeps_its_address_while_an_older_registration_is_forgotten() {
-        use std::sync::atomic::AtomicBool;
-        // A ring header the registration understands (nr 8), in our memory.
-        let mut ring = vec![0u64; 4096 / 8];
+        let mut ring = fake_ring();
         let a = ring.as_mut_ptr() as usize;
-        {
-            // SAFETY: `ring` is 4096 zeroed bytes, 8-aligned; a header fits.
-            let h = unsafe { &mut *(a as *mut AioRingHeader) };
-            h.nr = 8;
-            h.magic = AIO_RING_MAGIC;
-            h.header_length = core::mem::size_of::<AioRingHeader>() as u32;
-        }
         register(a, 8);
         let old = lookup(a).unwrap().registration();
         register(a, 8); // the "new context" at the same address

@@ -14,7 +14,11 @@ pub fn setup(maxevents: i32, ctxp: *mut io_context_t) -> i32 {
     if r == 0 {
         // SAFETY: the kernel has just written the new context id to *ctxp
         // with put_user, which proves the location is mapped and writable.
-        let ctx = unsafe { core::ptr::read_volatile(ctxp) } as usize;
+        // Read as bytes: C does not promise `ctxp` is aligned (the kernel
+        // does not care), and a misaligned typed read is undefined.
+        let ctx = usize::from_ne_bytes(unsafe {
+            core::ptr::read_volatile(ctxp as *const [u8; core::mem::size_of::<usize>()])
+        });
         context::register(ctx, maxevents as u32);
     }
     sys::to_int(r)
@@ -56,7 +60,13 @@ pub fn destroy(ctx: usize) -> i32 {
     // it) before we return.
     let registered = context::lookup(ctx).map(|c| (c, c.registration()));
     if let Some((c, _)) = registered {
-        c.begin_destroy();
+        if c.begin_destroy().is_err() {
+            // A signal handler that interrupted this thread's own
+            // user-space reap of this ring: the ring cannot go away under
+            // the interrupted copy, and waiting for it would never end.  The
+            // call is interrupted, as a reap would be (`reap::REENTRANT`).
+            return -libc::EINTR;
+        }
     }
     let r = sys::io_destroy(ctx);
     // Programs often free their event buffers with the context: stop
