@@ -340,13 +340,15 @@ fn reap(
         Call::GetEvents => true,
         Call::PGetEvents(mask) => mask.is_null(),
     } && user_reap_enabled();
+    // A misaligned `events` (C does not forbid it; the kernel copes) is
+    // left to the kernel: the user-space copy writes typed events.
     let args_ok = 0 <= min_nr
         && min_nr <= nr
         && (nr == 0
-            || sys::plausible_user_range(
+            || (sys::plausible_user_range(
                 events as usize,
                 (nr as usize).saturating_mul(core::mem::size_of::<io_event>()),
-            ));
+            ) && (events as usize).is_multiple_of(core::mem::align_of::<io_event>())));
     // How many events may be written at `events` in user space: all `nr`
     // in the library's own memory, else what the kernel proved writable.
     let room = if fast && args_ok && nr > 0 && timeout_plausible(timeout) {

@@ -25,16 +25,19 @@ fn complete_slow(events: *mut io_event, n: usize) {
     // The record map's lock (a futex wait when contended) and the
     // allocations below may set errno; the reap must not.
     let _errno = sys::ErrnoGuard::save();
-    // SAFETY: the kernel (or the ring reader) has just stored `n` events
-    // there, so the range is the caller's writable event array.
-    let evs = unsafe { core::slice::from_raw_parts_mut(events, n) };
+    // The kernel (or the ring reader) has just stored `n` events there, so
+    // the range is the caller's writable event array; read and written
+    // unaligned (C does not promise `events` is aligned).
+    let event = |i: usize| events.wrapping_add(i);
     let mut mine: Vec<(usize, RecordPtr)> = Vec::new();
     {
         let mut map = live();
         if map.is_empty() {
             return;
         }
-        for (i, ev) in evs.iter().enumerate() {
+        for i in 0..n {
+            // SAFETY: event i < n of that array (above).
+            let ev = unsafe { core::ptr::read_unaligned(event(i)) };
             if let Entry::Occupied(e) = map.entry(ev.obj as usize) {
                 // SAFETY: records in the map are owned by the map, whose
                 // lock we hold.
@@ -49,7 +52,11 @@ fn complete_slow(events: *mut io_event, n: usize) {
         IN_FLIGHT.fetch_sub(1, Ordering::Relaxed);
         // SAFETY: removed from the map by us: we own the record.
         let rec = unsafe { Box::from_raw(p.0) };
-        translate(&mut evs[i], &rec);
+        // SAFETY: event i < n of the caller's array (above), unaligned.
+        let mut ev = unsafe { core::ptr::read_unaligned(event(i)) };
+        translate(&mut ev, &rec);
+        // SAFETY: as above.
+        unsafe { core::ptr::write_unaligned(event(i), ev) };
     }
 }
 
