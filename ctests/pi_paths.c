@@ -280,6 +280,18 @@ int main(void)
 			     "destroyed context, unmapped iocb array: the kernel's -EINVAL, no crash");
 		free(wd); free(wp); free(rd); free(rp);
 	}
+
+	/* A context of this library destroyed behind its back (a raw
+	 * io_destroy(2)): the kernel refuses io_submit with -EINVAL without
+	 * reading the batch, and so must the library, although it still knows
+	 * the context (regression: it read the iocb array and crashed). */
+	{
+		io_context_t gone = 0;
+		pi_setup(4, &gone);
+		CHECK_EQ_MSG(syscall(SYS_io_destroy, (unsigned long)gone), 0, "raw io_destroy(2) of our context");
+		CHECK_EQ_MSG(io_submit(gone, 1, (struct iocb **)0x7f0000000000ULL), -EINVAL,
+			     "registered but destroyed context, unmapped iocb array: the kernel's -EINVAL, no crash");
+	}
 	close(efd);
 	close(fd);
 	free(d); free(p); free(bad); free(pis); free(dd);

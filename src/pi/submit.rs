@@ -48,18 +48,24 @@ const LOOKAHEAD: usize = 64;
 /// `io_submit` on it takes (the ring's `nr` = the kernel's
 /// `ctx->nr_events`, to which it clamps a submission's `nr`; `MAX` if not
 /// known).  A context this library did not create in this process (a raw
-/// `io_setup(2)`, a ring moved with `mremap`) has the default format, once
-/// the kernel confirms it is a live context of ours (`None` otherwise): only
-/// then does the kernel's `-EINVAL` mean it read the batch's first iocb
-/// (for an unknown context it reads nothing).
-fn format_and_clamp(ctx: usize) -> Option<(Format, c_long)> {
-    match context::lookup(ctx) {
-        Some(c) => Some((
+/// `io_setup(2)`, a ring moved with `mremap`) has the default format.
+/// `None` unless the context is live: when the kernel refused the first
+/// iocb (`first < 0`), the kernel is asked, because only for a live context
+/// does its `-EINVAL` mean it read the batch's first iocb; for a dead one
+/// (even a registered one: a raw `io_destroy(2)`, the old address of a
+/// moved ring) it read nothing, and neither may we.  When it accepted some
+/// (`first > 0`) the context is live.
+fn format_and_clamp(ctx: usize, first: c_long) -> Option<(Format, c_long)> {
+    if first < 0 && !sys::context_is_live(ctx) {
+        return None;
+    }
+    Some(match context::lookup(ctx) {
+        Some(c) => (
             format_of(c),
             c.ring_slots().map_or(c_long::MAX, c_long::from),
-        )),
-        None => sys::context_is_live(ctx).then_some((Format::DEFAULT, c_long::MAX)),
-    }
+        ),
+        None => (Format::DEFAULT, c_long::MAX),
+    })
 }
 
 /// The slow path of `io_submit`: the kernel accepted `first` (< `nr`) of
@@ -77,7 +83,7 @@ pub fn submit_rest(ctx: usize, nr: c_long, iocbpp: *mut *mut iocb, first: c_long
     if first < 0 && first != -(libc::EINVAL as c_long) {
         return first;
     }
-    let Some((format, clamp)) = format_and_clamp(ctx) else {
+    let Some((format, clamp)) = format_and_clamp(ctx, first) else {
         return first;
     };
     let mut accepted: c_long = 0;
@@ -195,13 +201,16 @@ fn refused_is_pi(slots: usize, k: usize) -> Option<bool> {
 /// iocbs right after it (`remaining` slots from `slot` on belong to the
 /// batch), and submit their shadows.
 fn try_emulate(format: &Format, ctx: usize, slot: usize, remaining: usize) -> Outcome {
-    // The kernel has just read both (get_user of the pointer, then
-    // copy_from_user of the iocb, then put_user of its aio_key all precede
-    // the opcode check that produced -EINVAL; a bad address would have
-    // been -EFAULT), so they are mapped caller memory.
-    // (A caller racing io_destroy on the same context could make the
-    // kernel answer -EINVAL without reading them: we still refuse
-    // addresses that cannot be user memory.)
+    // Reached in two ways, each showing the slot and the iocb are mapped
+    // caller memory: (a) the kernel refused this iocb with -EINVAL on a
+    // context it confirmed live (`format_and_clamp`): it had read both
+    // (get_user of the pointer, copy_from_user of the iocb, put_user of its
+    // aio_key all precede the opcode check that produced -EINVAL; a bad
+    // address would have been -EFAULT); (b) `refused_is_pi` found both in
+    // pages the kernel read in this call.  (A caller racing io_destroy on
+    // the same context could still make the kernel answer -EINVAL without
+    // reading them: we refuse at least addresses that cannot be user
+    // memory.)
     if !sys::plausible_user_range(slot, core::mem::size_of::<usize>()) {
         return Outcome::NotPi;
     }
