@@ -25,7 +25,11 @@ use core::ffi::{c_int, c_long};
 
 /// `io_getevents@LIBAIO_0.1(ctx, nr, events, timeout)`: the old ABI had no
 /// `min_nr`; it waited for at least one event.
-extern "C" fn getevents_0_1(
+///
+/// # Safety
+/// As `io_getevents`: any values (the kernel validates the pointers before
+/// the library touches them).
+unsafe extern "C" fn getevents_0_1(
     ctx: io_context_t,
     nr: c_long,
     events: *mut io_event,
@@ -36,7 +40,10 @@ extern "C" fn getevents_0_1(
 
 /// `io_cancel@LIBAIO_0.1(ctx, iocb)`: the old ABI had no result argument;
 /// the event of a cancelled request is taken into a scratch buffer.
-extern "C" fn cancel_0_1(ctx: io_context_t, iocb: *mut iocb) -> c_int {
+///
+/// # Safety
+/// As `io_cancel`: any values (the kernel validates `iocb`).
+unsafe extern "C" fn cancel_0_1(ctx: io_context_t, iocb: *mut iocb) -> c_int {
     ffi::guard(|| {
         let mut scratch = io_event::zeroed();
         submit::cancel(ctx as usize, iocb, &mut scratch)
@@ -44,7 +51,10 @@ extern "C" fn cancel_0_1(ctx: io_context_t, iocb: *mut iocb) -> c_int {
 }
 
 /// `io_queue_wait@LIBAIO_0.1(ctx, timeout)`: `io_getevents(ctx, 0, 0, NULL, timeout)`.
-extern "C" fn queue_wait_0_1(ctx: io_context_t, timeout: *mut timespec) -> c_int {
+///
+/// # Safety
+/// As `io_queue_wait`: any values (the kernel validates `timeout`).
+unsafe extern "C" fn queue_wait_0_1(ctx: io_context_t, timeout: *mut timespec) -> c_int {
     ffi::guard(|| reap::getevents(ctx as usize, 0, 0, core::ptr::null_mut(), timeout))
 }
 

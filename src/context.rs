@@ -23,7 +23,9 @@
 //!   memory (slots are static and never freed).
 //! * `fork()`: a `pthread_atfork` child handler bumps [`FORK_GENERATION`];
 //!   a slot registered under an older generation is treated as absent.  The
-//!   handler is async-signal-safe (one atomic add).
+//!   handler also empties the proof cache and gives the PI records a fresh
+//!   map (it allocates: fine after glibc's `fork`, which leaves `malloc`
+//!   usable in the child).
 //!
 //! A process with more than [`CAPACITY`] live contexts still works: the extra
 //! contexts are simply not registered and always take the kernel's path.
@@ -57,7 +59,9 @@ const CLAIMED: usize = 2;
 /// Per-context state shared by every thread using the context.
 #[repr(C, align(64))]
 pub struct Context {
-    /// Ring address (= `io_context_t` value), 0 or [`TOMBSTONE`].
+    /// Ring address (= `io_context_t` value), 0 (never used), [`TOMBSTONE`]
+    /// (forgotten), or [`CLAIMED`] (held by `register`/`unregister` for a
+    /// few instructions).
     key: AtomicUsize,
     /// [`FORK_GENERATION`] when registered.
     generation: AtomicU32,
@@ -88,7 +92,7 @@ pub struct Context {
 
     // ---- T10 protection information (src/pi) ----
     /// Protection-information format for emulated `IO_CMD_P*VM` iocbs
-    /// (`pi::encode_format`; 0 = the default).  Set by `io_set_pi_format`,
+    /// (`pi::encode`; 0 = the default).  Set by `io_set_pi_format`,
     /// read at submit time; `Relaxed` is enough: it is a single word, and
     /// an iocb submitted concurrently with the change may use either value.
     pub pi_format: AtomicU32,

@@ -433,13 +433,17 @@ pub unsafe extern "C" fn io_set_eventfd(iocb: *mut iocb, eventfd: c_int) {
 }
 
 /// Prepare, set the callback of and submit one iocb; returns `io_submit`'s result.
-fn prep_and_submit(
+///
+/// # Safety
+/// `io` is NULL or points to a writable `struct iocb` (the exports'
+/// contract), which stays valid until reaped.
+unsafe fn prep_and_submit(
     ctx: io_context_t,
     io: *mut iocb,
     cb: io_callback_t,
     prep: impl FnOnce(&mut iocb),
 ) -> c_int {
-    // SAFETY: `io` is NULL or a writable iocb (the export's contract).
+    // SAFETY: `io` is NULL or a writable iocb (this function's contract).
     let Some(r) = (unsafe { io.as_mut() }) else {
         // libaio would crash in the prep; the kernel's answer to a NULL iocb is -EFAULT.
         return -libc::EFAULT;
@@ -462,7 +466,8 @@ pub unsafe extern "C" fn io_poll(
     fd: c_int,
     events: c_int,
 ) -> c_int {
-    guard(|| prep_and_submit(ctx, iocb, cb, |io| prep::poll(io, fd, events)))
+    // SAFETY: forwarded caller guarantee.
+    guard(|| unsafe { prep_and_submit(ctx, iocb, cb, |io| prep::poll(io, fd, events)) })
 }
 
 /// `io_prep_fsync` + `io_set_callback` + `io_submit` of that one iocb.
@@ -476,7 +481,8 @@ pub unsafe extern "C" fn io_fsync(
     cb: io_callback_t,
     fd: c_int,
 ) -> c_int {
-    guard(|| {
+    // SAFETY: forwarded caller guarantee.
+    guard(|| unsafe {
         prep_and_submit(ctx, iocb, cb, |io| {
             prep::sync(io, io_iocb_cmd::IO_CMD_FSYNC, fd)
         })
@@ -494,7 +500,8 @@ pub unsafe extern "C" fn io_fdsync(
     cb: io_callback_t,
     fd: c_int,
 ) -> c_int {
-    guard(|| {
+    // SAFETY: forwarded caller guarantee.
+    guard(|| unsafe {
         prep_and_submit(ctx, iocb, cb, |io| {
             prep::sync(io, io_iocb_cmd::IO_CMD_FDSYNC, fd)
         })

@@ -36,13 +36,9 @@ pub fn wait(ctx: usize, timeout: *mut timespec) -> i32 {
 /// of a ready (or empty) ring needs no system call (no proof from the
 /// kernel, see `proven`).
 pub fn run(ctx: usize) -> i32 {
-    let zero = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
     loop {
         let mut ev = [io_event::zeroed()];
-        let r = reap::getevents_own_memory(ctx, 0, 1, &mut ev, Some(&zero));
+        let r = reap::getevents_own_memory(ctx, 0, 1, &mut ev, Some(&reap::ZERO_TIMEOUT));
         if r != 1 {
             return r;
         }

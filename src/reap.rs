@@ -145,8 +145,11 @@ fn is_zero_timeout(timeout: *const timespec, memory: Memory) -> bool {
 }
 
 /// The zero timeout of the calls that only collect what is ready (see
-/// "Splitting" above): the library's own memory.
-static ZERO_TIMEOUT: libc::timespec = libc::timespec {
+/// "Splitting" above, and `queue::run`): the library's own memory, at one
+/// address, so the per-thread proof cache (which records the timeout
+/// pointer of each system call) learns it once instead of a new stack
+/// address evicting the caller's timeouts.
+pub(crate) static ZERO_TIMEOUT: libc::timespec = libc::timespec {
     tv_sec: 0,
     tv_nsec: 0,
 };

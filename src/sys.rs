@@ -429,8 +429,8 @@ impl SelfMem {
             return remote.len();
         }
         if local.len() > VM_IOV_MAX || remote.len() > VM_IOV_MAX {
-            // Not needed by our callers (at most 64 ranges); refuse rather
-            // than split.
+            // Not needed by our callers (at most `VM_IOV_MAX` ranges each);
+            // refuse rather than split.
             return 0;
         }
         let n = if write {
