@@ -65,8 +65,6 @@ pub struct Context {
     key: AtomicUsize,
     /// [`FORK_GENERATION`] when registered.
     generation: AtomicU32,
-    /// `nr_events` the context was created with (the caller's request).
-    pub max_events: AtomicU32,
 
     // ---- Completion reaping in user space (src/reap.rs, src/ring.rs) ----
     /// Who may move the ring's `head` right now: see [`ReapState`] below.
@@ -204,7 +202,6 @@ impl Context {
         Context {
             key: AtomicUsize::new(0),
             generation: AtomicU32::new(0),
-            max_events: AtomicU32::new(0),
             reap_state: AtomicUsize::new(0),
             ring_nr: AtomicU32::new(0),
             ring_id: AtomicU32::new(0),
@@ -429,7 +426,7 @@ pub fn lookup(ctx: usize) -> Option<&'static Context> {
 }
 
 /// Record a context that `io_setup` just created.
-pub fn register(ctx: usize, max_events: u32) {
+pub fn register(ctx: usize) {
     if ctx <= CLAIMED {
         return;
     }
@@ -492,7 +489,6 @@ pub fn register(ctx: usize, max_events: u32) {
                 Ordering::Relaxed,
             );
             slot.generation.store(gen, Ordering::Relaxed);
-            slot.max_events.store(max_events, Ordering::Relaxed);
             slot.pi_format.store(0, Ordering::Relaxed);
             slot.key.store(ctx, Ordering::Release);
             return;
@@ -597,10 +593,10 @@ mod tests {
         let a = 0x7f00_dead_0000usize;
         let b = a + 0x1000;
         assert!(lookup(a).is_none());
-        register(a, 8);
-        register(b, 16);
+        register(a);
+        register(b);
         assert_eq!(lookup(a).unwrap().key.load(Ordering::Relaxed), a);
-        assert_eq!(lookup(b).unwrap().max_events.load(Ordering::Relaxed), 16);
+        assert_eq!(lookup(b).unwrap().key.load(Ordering::Relaxed), b);
         unregister(a, lookup(a).unwrap().registration());
         assert!(lookup(a).is_none());
         assert!(lookup(b).is_some());
@@ -608,9 +604,9 @@ mod tests {
         assert!(lookup(b).is_none());
         // An io_destroy that returns after a new context got the same
         // address (and registered) leaves the new one registered.
-        register(a, 8);
+        register(a);
         let old = lookup(a).unwrap().registration();
-        register(a, 8);
+        register(a);
         let new = lookup(a).unwrap().registration();
         assert_ne!(old, new);
         unregister(a, old);
@@ -625,7 +621,7 @@ mod tests {
     fn many_contexts_and_collisions() {
         let base = 0x5500_0000_0000usize;
         for i in 0..300 {
-            register(base + i * 0x1000 * 1024, 1);
+            register(base + i * 0x1000 * 1024);
         }
         for i in 0..300 {
             assert!(lookup(base + i * 0x1000 * 1024).is_some(), "{i}");
@@ -642,7 +638,7 @@ mod tests {
     #[test]
     fn a_forked_child_does_not_see_its_parents_contexts() {
         let a = 0x6600_0000_0000usize;
-        register(a, 1);
+        register(a);
         assert!(lookup(a).is_some());
         // SAFETY: the child only does atomic loads/stores on static memory
         // and then `_exit`s, which is async-signal-safe after fork.
@@ -650,7 +646,7 @@ mod tests {
         assert!(pid >= 0);
         if pid == 0 {
             let unseen = lookup(a).is_none();
-            register(a, 1);
+            register(a);
             let reseen = lookup(a).is_some();
             // SAFETY: _exit is async-signal-safe.
             unsafe { libc::_exit(if unseen && reseen { 0 } else { 1 }) };
@@ -686,7 +682,7 @@ mod tests {
     fn destroying_a_ring_this_thread_holds_does_not_wait() {
         let mut ring = fake_ring();
         let a = ring.as_mut_ptr() as usize;
-        register(a, 8);
+        register(a);
         let c = lookup(a).unwrap();
         // Were it to wait, fail the whole test binary rather than hang.
         let done = std::sync::Arc::new(AtomicBool::new(false));
@@ -720,9 +716,9 @@ mod tests {
     fn a_held_ring_keeps_its_address_while_an_older_registration_is_forgotten() {
         let mut ring = fake_ring();
         let a = ring.as_mut_ptr() as usize;
-        register(a, 8);
+        register(a);
         let old = lookup(a).unwrap().registration();
-        register(a, 8); // the "new context" at the same address
+        register(a); // the "new context" at the same address
         let c = lookup(a).unwrap();
         assert_ne!(c.registration(), old);
         let stop = AtomicBool::new(false);

@@ -19,7 +19,7 @@ pub fn setup(maxevents: i32, ctxp: *mut io_context_t) -> i32 {
         let ctx = usize::from_ne_bytes(unsafe {
             core::ptr::read_volatile(ctxp as *const [u8; core::mem::size_of::<usize>()])
         });
-        context::register(ctx, maxevents as u32);
+        context::register(ctx);
     }
     sys::to_int(r)
 }
