@@ -34,10 +34,60 @@
 
 use crate::abi::iocb;
 use crate::pi::format::Format;
+use core::cell::Cell;
 use core::ffi::c_void;
-use core::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{compiler_fence, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard};
+
+/// Threads now inside the library's PI code ([`Busy`]): while it is 0 (no
+/// PI use, or none at this moment) a reap need not look at [`BUSY`].
+static BUSY_THREADS: AtomicUsize = AtomicUsize::new(0);
+
+thread_local! {
+    /// This thread is inside the library's PI code, which may hold `LIVE`
+    /// or be inside `malloc`.  Written and read only by its own thread
+    /// (and that thread's signal handlers).
+    static BUSY: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Marks this thread as inside PI code for its lifetime (see
+/// [`interrupted_pi_code`]).  Taken by the PI slow paths before they lock
+/// `LIVE` or allocate.
+pub(crate) struct Busy {
+    was: bool,
+}
+
+impl Busy {
+    pub(crate) fn enter() -> Busy {
+        BUSY_THREADS.fetch_add(1, Ordering::Relaxed);
+        let was = BUSY.with(|b| b.replace(true));
+        // A signal handler runs on this thread between two instructions:
+        // program order is all it needs, provided the compiler does not
+        // move the lock or allocation above these stores.
+        compiler_fence(Ordering::SeqCst);
+        Busy { was }
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        compiler_fence(Ordering::SeqCst);
+        BUSY.with(|b| b.set(self.was));
+        BUSY_THREADS.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Whether this thread is a signal handler that interrupted its own PI
+/// code: then it must not touch `LIVE` (the interrupted code may hold it:
+/// a deadlock) nor allocate.  Plain users pay one relaxed load.  Sound
+/// without more ordering: if the interrupted code is inside a [`Busy`],
+/// its own earlier increment of `BUSY_THREADS` and store to `BUSY` are
+/// visible to the handler on the same thread.
+#[inline(always)]
+pub(crate) fn interrupted_pi_code() -> bool {
+    BUSY_THREADS.load(Ordering::Relaxed) != 0 && BUSY.with(|b| b.get())
+}
 
 /// Number of live records (see the module documentation).
 pub(super) static IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
@@ -61,6 +111,8 @@ pub(crate) fn after_fork_in_child() {
     let fresh = Box::into_raw(Box::new(Mutex::new(BTreeMap::new())));
     LIVE_MAP.store(fresh, Ordering::Release);
     IN_FLIGHT.store(0, Ordering::Relaxed);
+    // Other threads of the parent were counted; they do not exist here.
+    BUSY_THREADS.store(0, Ordering::Relaxed);
 }
 
 /// An owned `Box<Record>` kept as a raw pointer, so that the kernel may

@@ -7,7 +7,7 @@ use crate::context;
 use crate::pi::caller::{self, CallerMem};
 use crate::pi::format::Format;
 use crate::pi::format_of;
-use crate::pi::record::{live, shadow_tag, Kind, Record, RecordPtr, IN_FLIGHT, RECORD_SEQ};
+use crate::pi::record::{self, live, shadow_tag, Kind, Record, RecordPtr, IN_FLIGHT, RECORD_SEQ};
 use crate::sys;
 use core::ffi::{c_long, c_void};
 use core::sync::atomic::Ordering;
@@ -77,6 +77,17 @@ fn format_and_clamp(ctx: usize, first: c_long) -> Option<(Format, c_long)> {
 pub fn submit_rest(ctx: usize, nr: c_long, iocbpp: *mut *mut iocb, first: c_long) -> c_long {
     // The record map's lock and allocations below may set errno.
     let _errno = sys::ErrnoGuard::save();
+    // A signal handler that interrupted this thread's own PI code may not
+    // lock the record map or allocate: what the kernel accepted stands,
+    // and a refused first iocb is "interrupted" (see `reap::REENTRANT`).
+    if record::interrupted_pi_code() {
+        return if first > 0 {
+            first
+        } else {
+            -(libc::EINTR as c_long)
+        };
+    }
+    let _busy = record::Busy::enter();
     // Another error for the first iocb (-EBADF, -EAGAIN, ...) stands as
     // the kernel gave it, whatever the context (the loop below would return
     // it too): no need to ask the kernel about an unknown context.
