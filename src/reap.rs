@@ -332,9 +332,9 @@ fn reap(
     timeout: *const timespec,
     memory: Memory,
 ) -> i32 {
-    // A signal handler that interrupted this thread's own PI code (which
-    // may hold the PI record map's lock) could not translate a PI event it
-    // took: it takes none, and the call is interrupted (as `REENTRANT`).
+    // A signal handler that interrupted this thread while it held the PI
+    // record map's lock could not translate a PI event it took: it takes
+    // none, and the call is interrupted (as `REENTRANT`).
     // Plain users pay one relaxed load here.
     if crate::pi::interrupted_pi_code() {
         return sys::to_int(REENTRANT);

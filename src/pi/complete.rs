@@ -4,7 +4,7 @@
 
 use crate::abi::io_event;
 use crate::pi::format::{Format, MAX_INTERVAL};
-use crate::pi::record::{live, shadow_tag, Busy, Kind, Record, RecordPtr, IN_FLIGHT, RECORD_SEQ};
+use crate::pi::record::{live, shadow_tag, Kind, Record, RecordPtr, IN_FLIGHT, RECORD_SEQ};
 use crate::sys;
 use core::ffi::{c_long, c_void};
 use core::sync::atomic::Ordering;
@@ -25,9 +25,9 @@ fn complete_slow(events: *mut io_event, n: usize) {
     // The record map's lock (a futex wait when contended) and the
     // allocations below may set errno; the reap must not.
     let _errno = sys::ErrnoGuard::save();
-    // (A signal handler that interrupted this thread's PI code never gets
-    // here: `reap` answers it before taking any event.)
-    let _busy = Busy::enter();
+    // (A signal handler that interrupted this thread while it held the
+    // record map never gets here: `reap` answers it before taking any
+    // event.)
     // The kernel (or the ring reader) has just stored `n` events there, so
     // the range is the caller's writable event array; read and written
     // unaligned (C does not promise `events` is aligned).
@@ -190,13 +190,13 @@ pub fn forget_context(ctx: usize, before: u64) {
         return;
     }
     let _errno = sys::ErrnoGuard::save();
-    // From a signal handler that interrupted this thread's PI code the
-    // map cannot be locked: the destroyed context's records stay (leaked;
-    // their addresses stay allocated, so no later shadow is taken for one).
+    // From a signal handler that interrupted this thread while it held the
+    // map, the map cannot be locked: the destroyed context's records stay
+    // (leaked; their addresses stay allocated, so no later shadow is taken
+    // for one).
     if crate::pi::record::interrupted_pi_code() {
         return;
     }
-    let _busy = Busy::enter();
     let mut gone = Vec::new();
     {
         let mut map = live();

@@ -99,9 +99,9 @@ pub fn complete(events: *mut io_event, n: i32) {
     complete::complete(events, n)
 }
 
-/// Whether this thread is a signal handler that interrupted its own PI
-/// code (see `record::interrupted_pi_code`): a reap must then take no
-/// event, since it could not translate it.
+/// Whether this thread is a signal handler that interrupted its own code
+/// while it held the PI record map (see `record::interrupted_pi_code`): a
+/// reap must then take no event, since it could not translate it.
 #[inline(always)]
 pub fn interrupted_pi_code() -> bool {
     record::interrupted_pi_code()

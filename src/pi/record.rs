@@ -34,59 +34,77 @@
 
 use crate::abi::iocb;
 use crate::pi::format::Format;
-use core::cell::Cell;
 use core::ffi::c_void;
-use core::sync::atomic::{compiler_fence, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{compiler_fence, AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard};
 
-/// Threads now inside the library's PI code ([`Busy`]): while it is 0 (no
-/// PI use, or none at this moment) a reap need not look at [`BUSY`].
-static BUSY_THREADS: AtomicUsize = AtomicUsize::new(0);
+/// Threads now holding (or waiting for) the record map's lock ([`Live`]):
+/// while it is 0 a reap need not look at [`HOLDS_LIVE`].
+static LOCKING_THREADS: AtomicUsize = AtomicUsize::new(0);
 
 thread_local! {
-    /// This thread is inside the library's PI code, which may hold `LIVE`
-    /// or be inside `malloc`.  Written and read only by its own thread
-    /// (and that thread's signal handlers).
-    static BUSY: Cell<bool> = const { Cell::new(false) };
+    /// This thread holds, or is taking, the record map's lock.  Written
+    /// and read only by its own thread (and that thread's signal
+    /// handlers): an atomic for signal-safety, not for sharing.
+    static HOLDS_LIVE: AtomicBool = const { AtomicBool::new(false) };
 }
 
-/// Marks this thread as inside PI code for its lifetime (see
-/// [`interrupted_pi_code`]).  Taken by the PI slow paths before they lock
-/// `LIVE` or allocate.
-pub(crate) struct Busy {
-    was: bool,
+/// The record map, locked; marks this thread as holding it (see
+/// [`interrupted_pi_code`]) from before it asks for the lock until after
+/// it has given it back.
+pub(super) struct Live {
+    // Declared first, dropped first: the lock is released before the mark
+    // is taken away.
+    guard: MutexGuard<'static, BTreeMap<usize, RecordPtr>>,
+    _mark: LockMark,
 }
 
-impl Busy {
-    pub(crate) fn enter() -> Busy {
-        BUSY_THREADS.fetch_add(1, Ordering::Relaxed);
-        let was = BUSY.with(|b| b.replace(true));
+impl core::ops::Deref for Live {
+    type Target = BTreeMap<usize, RecordPtr>;
+    fn deref(&self) -> &Self::Target {
+        &self.guard
+    }
+}
+
+impl core::ops::DerefMut for Live {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.guard
+    }
+}
+
+struct LockMark;
+
+impl LockMark {
+    fn set() -> LockMark {
+        LOCKING_THREADS.fetch_add(1, Ordering::Relaxed);
+        HOLDS_LIVE.with(|b| b.store(true, Ordering::Relaxed));
         // A signal handler runs on this thread between two instructions:
         // program order is all it needs, provided the compiler does not
-        // move the lock or allocation above these stores.
+        // move the locking above these stores.
         compiler_fence(Ordering::SeqCst);
-        Busy { was }
+        LockMark
     }
 }
 
-impl Drop for Busy {
+impl Drop for LockMark {
     fn drop(&mut self) {
         compiler_fence(Ordering::SeqCst);
-        BUSY.with(|b| b.set(self.was));
-        BUSY_THREADS.fetch_sub(1, Ordering::Relaxed);
+        HOLDS_LIVE.with(|b| b.store(false, Ordering::Relaxed));
+        LOCKING_THREADS.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
-/// Whether this thread is a signal handler that interrupted its own PI
-/// code: then it must not touch `LIVE` (the interrupted code may hold it:
-/// a deadlock) nor allocate.  Plain users pay one relaxed load.  Sound
-/// without more ordering: if the interrupted code is inside a [`Busy`],
-/// its own earlier increment of `BUSY_THREADS` and store to `BUSY` are
-/// visible to the handler on the same thread.
+/// Whether this thread is a signal handler that interrupted its own code
+/// while it held (or was taking) the record map's lock: it must then not
+/// lock it (a deadlock).  Plain users pay one relaxed load.  Sound without
+/// more ordering: the interrupted code's own earlier increment and store
+/// (see [`LockMark`]) are visible to a handler on the same thread.  The
+/// map is never locked twice by one thread otherwise, so the mark is never
+/// nested.
 #[inline(always)]
 pub(crate) fn interrupted_pi_code() -> bool {
-    BUSY_THREADS.load(Ordering::Relaxed) != 0 && BUSY.with(|b| b.get())
+    LOCKING_THREADS.load(Ordering::Relaxed) != 0 && HOLDS_LIVE.with(|b| b.load(Ordering::Relaxed))
 }
 
 /// Number of live records (see the module documentation).
@@ -112,7 +130,8 @@ pub(crate) fn after_fork_in_child() {
     LIVE_MAP.store(fresh, Ordering::Release);
     IN_FLIGHT.store(0, Ordering::Relaxed);
     // Other threads of the parent were counted; they do not exist here.
-    BUSY_THREADS.store(0, Ordering::Relaxed);
+    // (The forking thread itself never forks while holding the map.)
+    LOCKING_THREADS.store(0, Ordering::Relaxed);
 }
 
 /// An owned `Box<Record>` kept as a raw pointer, so that the kernel may
@@ -123,7 +142,8 @@ pub(super) struct RecordPtr(pub(super) *mut Record);
 // its lock, or whoever removed it), so moving it between threads is fine.
 unsafe impl Send for RecordPtr {}
 
-pub(super) fn live() -> MutexGuard<'static, BTreeMap<usize, RecordPtr>> {
+pub(super) fn live() -> Live {
+    let mark = LockMark::set();
     // The library aborts on panic, so the lock cannot really be poisoned.
     let p = LIVE_MAP.load(Ordering::Acquire);
     let map = if p.is_null() {
@@ -133,7 +153,10 @@ pub(super) fn live() -> MutexGuard<'static, BTreeMap<usize, RecordPtr>> {
         // and never freed.
         unsafe { &*p }
     };
-    map.lock().unwrap_or_else(|e| e.into_inner())
+    Live {
+        guard: map.lock().unwrap_or_else(|e| e.into_inner()),
+        _mark: mark,
+    }
 }
 
 /// The `aio_data` of a record's shadow, so that its event is told from

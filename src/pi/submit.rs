@@ -77,17 +77,6 @@ fn format_and_clamp(ctx: usize, first: c_long) -> Option<(Format, c_long)> {
 pub fn submit_rest(ctx: usize, nr: c_long, iocbpp: *mut *mut iocb, first: c_long) -> c_long {
     // The record map's lock and allocations below may set errno.
     let _errno = sys::ErrnoGuard::save();
-    // A signal handler that interrupted this thread's own PI code may not
-    // lock the record map or allocate: what the kernel accepted stands,
-    // and a refused first iocb is "interrupted" (see `reap::REENTRANT`).
-    if record::interrupted_pi_code() {
-        return if first > 0 {
-            first
-        } else {
-            -(libc::EINTR as c_long)
-        };
-    }
-    let _busy = record::Busy::enter();
     // Another error for the first iocb (-EBADF, -EAGAIN, ...) stands as
     // the kernel gave it, whatever the context (the loop below would return
     // it too): no need to ask the kernel about an unknown context.
@@ -97,6 +86,20 @@ pub fn submit_rest(ctx: usize, nr: c_long, iocbpp: *mut *mut iocb, first: c_long
     let Some((format, clamp)) = format_and_clamp(ctx, first) else {
         return first;
     };
+    // A signal handler that interrupted this thread while it held the
+    // record map cannot emulate (that needs the lock): what the kernel
+    // accepted stands; a refused first iocb keeps the kernel's -EINVAL
+    // unless it is a PI iocb, which is "interrupted" (see
+    // `reap::REENTRANT`).  No lock and no allocation on this path.
+    if record::interrupted_pi_code() {
+        if first > 0 {
+            return first;
+        }
+        return match refused_first(iocbpp as usize) {
+            Some(_) => -(libc::EINTR as c_long),
+            None => first,
+        };
+    }
     let mut accepted: c_long = 0;
     let mut asked = nr;
     let mut r = first;
@@ -208,10 +211,10 @@ fn refused_is_pi(slots: usize, k: usize) -> Option<bool> {
     Some(pi_direction(&io).is_some())
 }
 
-/// Validate the PI iocb at `*slot` (refused by the kernel) and the PI
-/// iocbs right after it (`remaining` slots from `slot` on belong to the
-/// batch), and submit their shadows.
-fn try_emulate(format: &Format, ctx: usize, slot: usize, remaining: usize) -> Outcome {
+/// The caller's iocb pointer at `slot` and a copy of that iocb, if it is a
+/// PI iocb (`None` otherwise).  For a slot whose iocb the kernel refused:
+/// no lock, no allocation (also used from a signal handler).
+fn refused_first(slot: usize) -> Option<(*mut iocb, iocb)> {
     // Reached in two ways, each showing the slot and the iocb are mapped
     // caller memory: (a) the kernel refused this iocb with -EINVAL on a
     // context it confirmed live (`format_and_clamp`): it had read both
@@ -223,18 +226,25 @@ fn try_emulate(format: &Format, ctx: usize, slot: usize, remaining: usize) -> Ou
     // reading them: we refuse at least addresses that cannot be user
     // memory.)
     if !sys::plausible_user_range(slot, core::mem::size_of::<usize>()) {
-        return Outcome::NotPi;
+        return None;
     }
     // SAFETY: see above; an unaligned-tolerant copy.
     let user_iocb = unsafe { core::ptr::read_unaligned(slot as *const *mut iocb) };
     if !sys::plausible_user_range(user_iocb as usize, core::mem::size_of::<iocb>()) {
-        return Outcome::NotPi;
+        return None;
     }
     // SAFETY: see above.
     let io = unsafe { core::ptr::read_unaligned(user_iocb as *const iocb) };
-    if pi_direction(&io).is_none() {
+    pi_direction(&io).map(|_| (user_iocb, io))
+}
+
+/// Validate the PI iocb at `*slot` (refused by the kernel) and the PI
+/// iocbs right after it (`remaining` slots from `slot` on belong to the
+/// batch), and submit their shadows.
+fn try_emulate(format: &Format, ctx: usize, slot: usize, remaining: usize) -> Outcome {
+    let Some((user_iocb, io)) = refused_first(slot) else {
         return Outcome::NotPi;
-    }
+    };
     let mut mem = CallerMem::new();
     mem.proven(slot, core::mem::size_of::<usize>());
     mem.proven(user_iocb as usize, core::mem::size_of::<iocb>());
