@@ -340,12 +340,17 @@ impl Context {
     /// waiting would never end and unmapping would pull the ring from
     /// under the interrupted copy.
     pub fn begin_destroy(&self) -> Result<(), Reentrant> {
-        self.reap_state
+        let before = self
+            .reap_state
             .fetch_or(ReapState::DYING, Ordering::Acquire);
         let mut spins = 0;
         while self.reap_state.load(Ordering::Acquire) & ReapState::USER != 0 {
             if self.held_by_me() {
-                self.abort_destroy();
+                // Undo only our own mark: another thread's destroy may be
+                // waiting for this very reap, with DYING set before ours.
+                if before & ReapState::DYING == 0 {
+                    self.abort_destroy();
+                }
                 return Err(Reentrant);
             }
             backoff(&mut spins);
@@ -701,6 +706,36 @@ mod tests {
         // Not left dying: a reap and a real destroy work afterwards.
         assert!(c.try_user_reap(a).unwrap().is_some());
         assert!(c.begin_destroy().is_ok());
+        c.abort_destroy();
+        unregister(a, c.registration());
+        drop(ring);
+    }
+
+    /// Regression: the refusal above cleared DYING even when another
+    /// thread's destroy had set it first and was waiting for this very
+    /// reap; once the reap ended, a new user-space reaper could take the
+    /// ring while that destroy unmapped it.
+    #[test]
+    fn a_refused_destroy_leaves_another_threads_mark() {
+        let mut ring = fake_ring();
+        let a = ring.as_mut_ptr() as usize;
+        register(a);
+        let c = lookup(a).unwrap();
+        let held = c.try_user_reap(a).unwrap().expect("the ring is free");
+        std::thread::scope(|s| {
+            let other = s.spawn(|| c.begin_destroy().is_ok());
+            while c.reap_state.load(Ordering::Acquire) & ReapState::DYING == 0 {
+                std::thread::yield_now();
+            }
+            assert!(c.begin_destroy().is_err(), "held by this thread");
+            assert_ne!(
+                c.reap_state.load(Ordering::Acquire) & ReapState::DYING,
+                0,
+                "the other thread's destroy mark was cleared"
+            );
+            drop(held);
+            assert!(other.join().unwrap(), "the other destroy goes ahead");
+        });
         c.abort_destroy();
         unregister(a, c.registration());
         drop(ring);
