@@ -411,23 +411,52 @@ fn home(ctx: usize) -> usize {
 /// Find the live context registered for `ctx` in this process, if any.
 #[inline]
 pub fn lookup(ctx: usize) -> Option<&'static Context> {
+    probe(ctx).0
+}
+
+/// [`lookup`], and whether a slot on the way was [`CLAIMED`] (held by
+/// `register`/`unregister` for a few instructions: it may be this
+/// context's, whose key is put back right after).
+#[inline(always)]
+fn probe(ctx: usize) -> (Option<&'static Context>, bool) {
     if ctx <= CLAIMED {
-        return None;
+        return (None, false);
     }
     let gen = FORK_GENERATION.load(Ordering::Acquire);
     let mut i = home(ctx);
+    let mut claimed = false;
     for _ in 0..CAPACITY {
         let slot = &SLOTS[i];
         let k = slot.key.load(Ordering::Acquire);
         if k == ctx {
-            return (slot.generation.load(Ordering::Relaxed) == gen).then_some(slot);
+            return (
+                (slot.generation.load(Ordering::Relaxed) == gen).then_some(slot),
+                claimed,
+            );
         }
         if k == 0 {
-            return None;
+            return (None, claimed);
         }
+        claimed |= k == CLAIMED;
         i = (i + 1) & (CAPACITY - 1);
     }
-    None
+    (None, claimed)
+}
+
+/// [`lookup`] for `io_destroy`, which must not miss a registration: a
+/// miss would destroy the ring without stopping its user-space reapers.
+/// While a slot on the way is [`CLAIMED`] (an older registration's
+/// `unregister` holds this very slot for a few instructions), look again.
+/// Bounded, for a signal handler that interrupted its own thread there.
+pub fn lookup_settled(ctx: usize) -> Option<&'static Context> {
+    let mut spins = 0;
+    for _ in 0..100_000 {
+        match probe(ctx) {
+            (None, true) => backoff(&mut spins),
+            (found, _) => return found,
+        }
+    }
+    lookup(ctx)
 }
 
 /// Record a context that `io_setup` just created.
@@ -737,6 +766,31 @@ mod tests {
             assert!(other.join().unwrap(), "the other destroy goes ahead");
         });
         c.abort_destroy();
+        unregister(a, c.registration());
+        drop(ring);
+    }
+
+    /// Regression: `io_destroy` looked its context up while an older
+    /// registration's `unregister` held the slot (CLAIMED), missed it, and
+    /// destroyed the ring without stopping its user-space reapers.
+    #[test]
+    fn destroy_finds_a_context_whose_slot_is_briefly_claimed() {
+        let mut ring = fake_ring();
+        let a = ring.as_mut_ptr() as usize;
+        register(a);
+        let c = lookup(a).unwrap();
+        c.key.store(CLAIMED, Ordering::Release);
+        assert!(lookup(a).is_none(), "a plain lookup misses it meanwhile");
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+                c.key.store(a, Ordering::Release);
+            });
+            assert!(
+                lookup_settled(a).is_some_and(|f| core::ptr::eq(f, c)),
+                "io_destroy's lookup waits for the slot"
+            );
+        });
         unregister(a, c.registration());
         drop(ring);
     }

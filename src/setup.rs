@@ -58,7 +58,7 @@ pub fn destroy(ctx: usize) -> i32 {
     // kernel unmaps the ring first and then waits for in-flight requests,
     // so another thread's io_setup may get the same address (and register
     // it) before we return.
-    let registered = context::lookup(ctx).map(|c| (c, c.registration()));
+    let registered = context::lookup_settled(ctx).map(|c| (c, c.registration()));
     if let Some((c, _)) = registered {
         if c.begin_destroy().is_err() {
             // A signal handler that interrupted this thread's own
