@@ -127,13 +127,20 @@ enum Memory {
     Library,
 }
 
+/// Whether `timeout` may be read in user space: the library's own, or a
+/// pointer the kernel has read before (see `proven`).
+#[inline(always)]
+fn timeout_known_readable(timeout: *const timespec, memory: Memory) -> bool {
+    !timeout.is_null() && (memory == Memory::Library || proven::timeout_readable(timeout))
+}
+
 /// Whether `timeout` points at `{0, 0}`.  Reads it only if it is the
 /// library's own or the kernel has read that very pointer before (and
 /// libaio would read it here too); otherwise "not known to be zero", and
 /// the caller makes the system call.
 #[inline(always)]
 fn is_zero_timeout(timeout: *const timespec, memory: Memory) -> bool {
-    if timeout.is_null() || (memory == Memory::Caller && !proven::timeout_readable(timeout)) {
+    if !timeout_known_readable(timeout, memory) {
         return false;
     }
     // SAFETY: the library's own timespec, or a pointer the kernel has read a
@@ -307,7 +314,9 @@ fn try_user_space(c: &Context, ctx: usize, events: *mut io_event, nr: usize) -> 
 /// (see [`is_zero_timeout`]): the first peek with a new timeout pointer is a
 /// system call.
 fn empty_ring_peek(c: &Context, ctx: usize, timeout: *const timespec, memory: Memory) -> bool {
-    if timeout.is_null() || (memory == Memory::Caller && !proven::timeout_readable(timeout)) {
+    // Checked first too: no use taking the ring for a timeout we may not
+    // read.
+    if !timeout_known_readable(timeout, memory) {
         return false;
     }
     let Ok(Some(reaper)) = c.try_user_reap(ctx) else {
