@@ -696,16 +696,34 @@ mod tests {
         unregister(a, lookup(a).unwrap().registration());
     }
 
-    /// A ring header the registration understands (nr 8), in our memory;
-    /// register it at its address.
-    fn fake_ring() -> Vec<u64> {
-        let mut ring = vec![0u64; 4096 / 8];
-        // SAFETY: `ring` is 4096 zeroed bytes, 8-aligned; a header fits.
-        let h = unsafe { &mut *(ring.as_mut_ptr() as *mut AioRingHeader) };
-        h.nr = 8;
-        h.magic = AIO_RING_MAGIC;
-        h.header_length = core::mem::size_of::<AioRingHeader>() as u32;
-        ring
+    /// A ring header the registration understands (nr 8), in our memory,
+    /// registered at its address (`addr`); its registration there is
+    /// forgotten when dropped.
+    struct FakeRing {
+        _mem: Vec<u64>,
+        addr: usize,
+    }
+
+    impl FakeRing {
+        fn registered() -> FakeRing {
+            let mut mem = vec![0u64; 4096 / 8];
+            // SAFETY: `mem` is 4096 zeroed bytes, 8-aligned; a header fits.
+            let h = unsafe { &mut *(mem.as_mut_ptr() as *mut AioRingHeader) };
+            h.nr = 8;
+            h.magic = AIO_RING_MAGIC;
+            h.header_length = core::mem::size_of::<AioRingHeader>() as u32;
+            let addr = mem.as_ptr() as usize;
+            register(addr);
+            FakeRing { _mem: mem, addr }
+        }
+    }
+
+    impl Drop for FakeRing {
+        fn drop(&mut self) {
+            if let Some(c) = lookup(self.addr) {
+                unregister(self.addr, c.registration());
+            }
+        }
     }
 
     /// Regression: `io_destroy` from a signal handler that interrupted this
@@ -714,9 +732,8 @@ mod tests {
     /// `setup::destroy`) and leaves the context usable.
     #[test]
     fn destroying_a_ring_this_thread_holds_does_not_wait() {
-        let mut ring = fake_ring();
-        let a = ring.as_mut_ptr() as usize;
-        register(a);
+        let ring = FakeRing::registered();
+        let a = ring.addr;
         let c = lookup(a).unwrap();
         // Were it to wait, fail the whole test binary rather than hang.
         let done = std::sync::Arc::new(AtomicBool::new(false));
@@ -736,8 +753,6 @@ mod tests {
         assert!(c.try_user_reap(a).unwrap().is_some());
         assert!(c.begin_destroy().is_ok());
         c.abort_destroy();
-        unregister(a, c.registration());
-        drop(ring);
     }
 
     /// Regression: the refusal above cleared DYING even when another
@@ -746,9 +761,8 @@ mod tests {
     /// ring while that destroy unmapped it.
     #[test]
     fn a_refused_destroy_leaves_another_threads_mark() {
-        let mut ring = fake_ring();
-        let a = ring.as_mut_ptr() as usize;
-        register(a);
+        let ring = FakeRing::registered();
+        let a = ring.addr;
         let c = lookup(a).unwrap();
         let held = c.try_user_reap(a).unwrap().expect("the ring is free");
         std::thread::scope(|s| {
@@ -766,8 +780,6 @@ mod tests {
             assert!(other.join().unwrap(), "the other destroy goes ahead");
         });
         c.abort_destroy();
-        unregister(a, c.registration());
-        drop(ring);
     }
 
     /// Regression: `io_destroy` looked its context up while an older
@@ -775,9 +787,8 @@ mod tests {
     /// destroyed the ring without stopping its user-space reapers.
     #[test]
     fn destroy_finds_a_context_whose_slot_is_briefly_claimed() {
-        let mut ring = fake_ring();
-        let a = ring.as_mut_ptr() as usize;
-        register(a);
+        let ring = FakeRing::registered();
+        let a = ring.addr;
         let c = lookup(a).unwrap();
         c.key.store(CLAIMED, Ordering::Release);
         assert!(lookup(a).is_none(), "a plain lookup misses it meanwhile");
@@ -791,8 +802,6 @@ mod tests {
                 "io_destroy's lookup waits for the slot"
             );
         });
-        unregister(a, c.registration());
-        drop(ring);
     }
 
     /// Regression: `UserReaper::ring` reloaded the slot's key, which an
@@ -803,9 +812,8 @@ mod tests {
     /// fix: 0.7% of holds saw it.
     #[test]
     fn a_held_ring_keeps_its_address_while_an_older_registration_is_forgotten() {
-        let mut ring = fake_ring();
-        let a = ring.as_mut_ptr() as usize;
-        register(a);
+        let ring = FakeRing::registered();
+        let a = ring.addr;
         let old = lookup(a).unwrap().registration();
         register(a); // the "new context" at the same address
         let c = lookup(a).unwrap();
@@ -828,7 +836,5 @@ mod tests {
             assert_eq!(wrong, 0, "a held ring's address changed ({held} holds)");
             assert!(held > 1000, "the ring was held only {held} times");
         });
-        unregister(a, c.registration());
-        drop(ring);
     }
 }
