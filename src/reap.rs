@@ -72,8 +72,9 @@ const KERNEL_SIGSET_SIZE: usize = 8;
 
 /// The one place through which every batch of events reaped for a caller
 /// passes (user-space copies and system-call results alike), just before it
-/// is returned: `events[..n]` are the caller's events.  Hooks that post-process completions (T10-PI
-/// emulation) go here, gated on state in `Context` so plain users pay nothing.
+/// is returned: `events[..n]` are the caller's events.  Hooks that
+/// post-process completions (T10-PI emulation) go here, gated so that plain
+/// users pay at most a relaxed load.
 #[inline(always)]
 fn delivered(events: *mut io_event, n: usize) {
     // T10-PI emulation (src/pi): turn the events of emulated PI iocbs back

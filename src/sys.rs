@@ -117,7 +117,7 @@ impl ErrnoGuard {
 impl Drop for ErrnoGuard {
     #[inline]
     fn drop(&mut self) {
-        // SAFETY: as in `new`, for a write of this thread's own `errno`.
+        // SAFETY: as in `save`, for a write of this thread's own `errno`.
         unsafe { *libc::__errno_location() = self.0 };
     }
 }
