@@ -11,7 +11,11 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -122,6 +126,72 @@ static inline long long ctest_now_ns(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+/* The fastest of `n` timed runs of `stmt`, in nanoseconds (a GNU statement
+ * expression): for a check that a call does not wait, which one preemption
+ * on a loaded machine must not fail. */
+#define CTEST_FASTEST_NS(n, stmt)                                               \
+	({                                                                      \
+		long long ctest_best_ = LLONG_MAX;                              \
+		for (int ctest_i_ = 0; ctest_i_ < (n); ctest_i_++) {            \
+			long long ctest_t0_ = ctest_now_ns();                   \
+			stmt;                                                   \
+			long long ctest_d_ = ctest_now_ns() - ctest_t0_;        \
+			if (ctest_d_ < ctest_best_)                             \
+				ctest_best_ = ctest_d_;                         \
+		}                                                               \
+		ctest_best_;                                                    \
+	})
+
+/* A watchdog for a program that can hang: ctest_watchdog_start(seconds, msg)
+ * starts a thread that writes `msg` and ends the program (exit 1) unless
+ * ctest_watchdog_stop() is called within `seconds`.  The thread runs with
+ * SIGALRM blocked, so a SIGALRM handler always interrupts the caller. */
+struct ctest_watchdog {
+	_Atomic int done;
+	int tenths;
+	const char *msg;
+	pthread_t thread;
+};
+
+static inline struct ctest_watchdog *ctest_watchdog_state(void)
+{
+	static struct ctest_watchdog w;
+	return &w;
+}
+
+static inline void *ctest_watchdog_run(void *arg)
+{
+	struct ctest_watchdog *w = arg;
+	for (int i = 0; i < w->tenths && !atomic_load(&w->done); i++)
+		usleep(100000);
+	if (!atomic_load(&w->done)) {
+		ssize_t r = write(1, w->msg, strlen(w->msg));
+		(void)r;
+		_exit(1);
+	}
+	return NULL;
+}
+
+static inline void ctest_watchdog_start(int seconds, const char *msg)
+{
+	struct ctest_watchdog *w = ctest_watchdog_state();
+	w->tenths = seconds * 10;
+	w->msg = msg;
+	sigset_t alrm, before;
+	sigemptyset(&alrm);
+	sigaddset(&alrm, SIGALRM);
+	pthread_sigmask(SIG_BLOCK, &alrm, &before);
+	pthread_create(&w->thread, NULL, ctest_watchdog_run, w);
+	pthread_sigmask(SIG_SETMASK, &before, NULL);
+}
+
+static inline void ctest_watchdog_stop(void)
+{
+	struct ctest_watchdog *w = ctest_watchdog_state();
+	atomic_store(&w->done, 1);
+	pthread_join(w->thread, NULL);
 }
 
 /*

@@ -22,7 +22,6 @@ static int plain_fd;
 static char plain_buf[512];
 static struct iocb plain_io;
 static _Atomic long submitted, reaped, interrupted, errors, calls;
-static _Atomic int done;
 
 static void on_alarm(int s)
 {
@@ -56,22 +55,6 @@ static void on_alarm(int s)
 	errno = saved;
 }
 
-/* Ends the test if the main thread hangs (SIGALRM is blocked here, so the
- * handler always interrupts the main thread). */
-static void *watchdog(void *a)
-{
-	(void)a;
-	for (int i = 0; i < 900 && !atomic_load(&done); i++)
-		usleep(100000);
-	if (!atomic_load(&done)) {
-		static const char msg[] = "FAIL pi_signal_reap: hung (a handler deadlocked in the PI code)\n";
-		ssize_t w = write(1, msg, sizeof msg - 1);
-		(void)w;
-		_exit(1);
-	}
-	return NULL;
-}
-
 int main(void)
 {
 	io_context_t ctx = 0;
@@ -84,13 +67,7 @@ int main(void)
 		perror("open");
 		return 1;
 	}
-	sigset_t alarm;
-	sigemptyset(&alarm);
-	sigaddset(&alarm, SIGALRM);
-	pthread_sigmask(SIG_BLOCK, &alarm, NULL);
-	pthread_t w;
-	pthread_create(&w, NULL, watchdog, NULL);
-	pthread_sigmask(SIG_UNBLOCK, &alarm, NULL);
+	ctest_watchdog_start(90, "FAIL pi_signal_reap: hung (a handler deadlocked in the PI code)\n");
 	struct sigaction sa;
 	memset(&sa, 0, sizeof sa);
 	sa.sa_handler = on_alarm; /* no SA_RESTART: waits may end with -EINTR */
@@ -133,8 +110,7 @@ int main(void)
 			break;
 		atomic_fetch_add(&reaped, r);
 	}
-	atomic_store(&done, 1);
-	pthread_join(w, NULL);
+	ctest_watchdog_stop();
 
 	CHECKF(bad == 0, "%d PI reads under a reaping signal handler: %ld with wrong PI", OPS, bad);
 	CHECKF(atomic_load(&submitted) > 100, "the handler submitted %ld plain reads", atomic_load(&submitted));

@@ -13,7 +13,6 @@
 
 static io_context_t ctx;
 static _Atomic long handler_got, handler_calls;
-static _Atomic int done;
 
 static void on_alarm(int s)
 {
@@ -28,22 +27,6 @@ static void on_alarm(int s)
 	errno = saved;
 }
 
-/* Ends the test if the main thread hangs; SIGALRM is blocked here, so the
- * handler always interrupts the main thread. */
-static void *watchdog(void *a)
-{
-	(void)a;
-	for (int i = 0; i < 600 && !atomic_load(&done); i++)
-		usleep(100000);
-	if (!atomic_load(&done)) {
-		static const char msg[] = "FAIL signal_reap: hung (a handler waiting for its own thread)\n";
-		ssize_t w = write(1, msg, sizeof msg - 1);
-		(void)w;
-		_exit(1);
-	}
-	return NULL;
-}
-
 int main(void)
 {
 	int fd = open("signal_reap.dat", O_RDWR | O_CREAT | O_TRUNC, 0644);
@@ -56,14 +39,7 @@ int main(void)
 		printf("io_setup(64) = %d\n", r);
 		return 1;
 	}
-	/* The watchdog inherits a mask with SIGALRM blocked. */
-	sigset_t alrm, before;
-	sigemptyset(&alrm);
-	sigaddset(&alrm, SIGALRM);
-	pthread_sigmask(SIG_BLOCK, &alrm, &before);
-	pthread_t wd;
-	pthread_create(&wd, NULL, watchdog, NULL);
-	pthread_sigmask(SIG_SETMASK, &before, NULL);
+	ctest_watchdog_start(60, "FAIL signal_reap: hung (a handler waiting for its own thread)\n");
 	struct sigaction sa;
 	memset(&sa, 0, sizeof sa);
 	sa.sa_handler = on_alarm;
@@ -107,8 +83,7 @@ int main(void)
 			break;
 		got += r;
 	}
-	atomic_store(&done, 1);
-	pthread_join(wd, NULL);
+	ctest_watchdog_stop();
 	printf("# %ld reads, %ld reaped by the thread, %ld by %ld handler calls\n", submitted, got,
 	       (long)atomic_load(&handler_got), (long)atomic_load(&handler_calls));
 	CHECKF(atomic_load(&handler_calls) > 1000, "the handler ran often (%ld)", (long)atomic_load(&handler_calls));
