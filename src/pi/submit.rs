@@ -31,6 +31,15 @@ enum Outcome {
     Submitted { count: usize, stop: bool },
 }
 
+/// What the kernel took of a run of shadows (or of a group of it): the
+/// first `count` (> 0) are in flight, and `stop` says the run ends after
+/// them (the kernel refused the next shadow, or the next iocb failed a
+/// memory check).  A run of which nothing was taken is `Err(errno)`.
+struct Sent {
+    count: usize,
+    stop: bool,
+}
+
 /// A validated PI iocb whose shadow is not submitted yet.
 struct Pending {
     rec: Box<Record>,
@@ -265,15 +274,14 @@ fn try_emulate(format: &Format, ctx: usize, slot: usize, remaining: usize) -> Ou
             // would not have reached, are put back (a failure leaves them).
             let keyed = keys_after_first(&checked.cands);
             match submit_run(ctx, &mut mem, checked) {
-                Outcome::Submitted { count, stop } => {
+                Ok(Sent { count, stop }) => {
                     write_keys(&mut mem, &keyed[(count.max(1) - 1).min(keyed.len())..]);
                     Outcome::Submitted { count, stop }
                 }
-                Outcome::Refused(e) => {
+                Err(e) => {
                     write_keys(&mut mem, &keyed);
                     Outcome::Refused(first_error(ctx, &io, is_read, e))
                 }
-                Outcome::NotPi => Outcome::NotPi,
             }
         }
         Err(e) => Outcome::Refused(first_error(ctx, &io, is_read, e)),
@@ -670,7 +678,7 @@ struct Checked {
 /// order, so the accepted iocbs are always a prefix of the run (and its
 /// error is the answer if it is the first).  Nothing of an iocb after the
 /// end of the run is touched.
-fn submit_run(ctx: usize, mem: &mut CallerMem, checked: Checked) -> Outcome {
+fn submit_run(ctx: usize, mem: &mut CallerMem, checked: Checked) -> Result<Sent, i32> {
     let Checked { cands, format } = checked;
     let mut group: Vec<Pending> = Vec::new();
     let mut count = 0;
@@ -691,9 +699,9 @@ fn submit_run(ctx: usize, mem: &mut CallerMem, checked: Checked) -> Outcome {
                     return end;
                 }
                 return if count > 0 {
-                    Outcome::Submitted { count, stop: true }
+                    Ok(Sent { count, stop: true })
                 } else {
-                    Outcome::Refused(e)
+                    Err(e)
                 };
             }
         };
@@ -712,7 +720,7 @@ fn submit_run(ctx: usize, mem: &mut CallerMem, checked: Checked) -> Outcome {
     }
     match flush(ctx, group, &mut count) {
         Some(end) => end,
-        None => Outcome::Submitted { count, stop: false },
+        None => Ok(Sent { count, stop: false }),
     }
 }
 
@@ -724,24 +732,24 @@ fn new_group_before_write(writes_before: usize) -> bool {
 }
 
 /// Submit `group` (if not empty), adding what the kernel accepted to
-/// `count`; `Some(outcome)` if the run must end here.
-fn flush(ctx: usize, group: Vec<Pending>, count: &mut usize) -> Option<Outcome> {
+/// `count` (the run's so far); `Some(end)` if the run must end here.
+fn flush(ctx: usize, group: Vec<Pending>, count: &mut usize) -> Option<Result<Sent, i32>> {
     if group.is_empty() {
         return None;
     }
     match submit_shadows(ctx, group) {
-        Outcome::Submitted { count: n, stop } => {
+        Ok(Sent { count: n, stop }) => {
             *count += n;
-            stop.then_some(Outcome::Submitted {
+            stop.then_some(Ok(Sent {
                 count: *count,
                 stop: true,
-            })
+            }))
         }
-        refused if *count == 0 => Some(refused),
-        _ => Some(Outcome::Submitted {
+        Err(e) if *count == 0 => Some(Err(e)),
+        Err(_) => Some(Ok(Sent {
             count: *count,
             stop: true,
-        }),
+        })),
     }
 }
 
@@ -843,7 +851,7 @@ fn fill_shadow(ctx: usize, p: Pending) -> *mut Record {
 }
 
 /// Publish the records of a run and submit their shadows in one call.
-fn submit_shadows(ctx: usize, run: Vec<Pending>) -> Outcome {
+fn submit_shadows(ctx: usize, run: Vec<Pending>) -> Result<Sent, i32> {
     // A context from a raw io_setup(2) never registered the fork handler
     // that resets the records' map in a child.
     context::ensure_atfork();
@@ -877,12 +885,12 @@ fn submit_shadows(ctx: usize, run: Vec<Pending>) -> Outcome {
         }
     }
     if done == 0 {
-        return Outcome::Refused(if r < 0 { r as i32 } else { -libc::EAGAIN });
+        return Err(if r < 0 { r as i32 } else { -libc::EAGAIN });
     }
-    Outcome::Submitted {
+    Ok(Sent {
         count: done,
         stop: done < shadows.len(),
-    }
+    })
 }
 
 #[cfg(test)]
