@@ -210,10 +210,31 @@ pub fn fcntl_getfl(fd: i32) -> c_long {
     )
 }
 
-/// `process_vm_readv`/`process_vm_writev` on our own process: the one way to
-/// copy to or from caller memory that the kernel validates (`-EFAULT` instead
-/// of a crash).  Used only off the hot path.
-fn process_vm(write: bool, local: *mut u8, remote: usize, len: usize) -> c_long {
+/// `process_vm_readv`/`process_vm_writev` on process `pid` (always our
+/// own): the one way to copy to or from caller memory that the kernel
+/// validates (`-EFAULT` instead of a crash).  Our `local` buffers against
+/// the caller's `remote` ranges, in order; the kernel's result (bytes
+/// transferred, or `-errno`).  Used only off the hot path.
+fn process_vm(pid: usize, write: bool, local: &[libc::iovec], remote: &[libc::iovec]) -> c_long {
+    let n = if write {
+        libc::SYS_process_vm_writev
+    } else {
+        libc::SYS_process_vm_readv
+    };
+    raw6(
+        n as i64,
+        pid,
+        local.as_ptr() as usize,
+        local.len(),
+        remote.as_ptr() as usize,
+        remote.len(),
+        0,
+    )
+}
+
+/// [`process_vm`] of one range of `len` bytes, for this process (its pid
+/// read now: see [`SelfMem`]).
+fn process_vm_one(write: bool, local: *mut u8, remote: usize, len: usize) -> c_long {
     let liov = libc::iovec {
         iov_base: local.cast(),
         iov_len: len,
@@ -222,23 +243,7 @@ fn process_vm(write: bool, local: *mut u8, remote: usize, len: usize) -> c_long 
         iov_base: remote as *mut _,
         iov_len: len,
     };
-    let n = if write {
-        libc::SYS_process_vm_writev
-    } else {
-        libc::SYS_process_vm_readv
-    };
-    // getpid() is cheap enough off the hot path; pid 0 is not accepted here.
-    // SAFETY: getpid has no preconditions.
-    let pid = unsafe { libc::getpid() };
-    raw6(
-        n as i64,
-        pid as usize,
-        &liov as *const _ as usize,
-        1,
-        &riov as *const _ as usize,
-        1,
-        0,
-    )
+    process_vm(SelfMem::new().pid, write, &[liov], &[riov])
 }
 
 /// Copy `dst.len()` bytes from caller address `src` into `dst`, with the
@@ -248,7 +253,7 @@ pub fn copy_from_user(dst: &mut [u8], src: usize) -> c_long {
     if dst.is_empty() {
         return 0;
     }
-    let r = process_vm(false, dst.as_mut_ptr(), src, dst.len());
+    let r = process_vm_one(false, dst.as_mut_ptr(), src, dst.len());
     if r == dst.len() as c_long {
         0
     } else if r >= 0 {
@@ -379,7 +384,7 @@ pub fn copy_to_user(dst: usize, src: &[u8]) -> c_long {
     if src.is_empty() {
         return 0;
     }
-    let r = process_vm(true, src.as_ptr() as *mut u8, dst, src.len());
+    let r = process_vm_one(true, src.as_ptr() as *mut u8, dst, src.len());
     if r == src.len() as c_long {
         0
     } else if r >= 0 {
@@ -431,20 +436,7 @@ impl SelfMem {
             // refuse rather than split.
             return 0;
         }
-        let n = if write {
-            libc::SYS_process_vm_writev
-        } else {
-            libc::SYS_process_vm_readv
-        };
-        let r = raw6(
-            n as i64,
-            self.pid,
-            local.as_ptr() as usize,
-            local.len(),
-            remote.as_ptr() as usize,
-            remote.len(),
-            0,
-        );
+        let r = process_vm(self.pid, write, local, remote);
         if r < 0 {
             return 0;
         }
