@@ -1,16 +1,27 @@
-//! The one valgrind client request we need.
+//! The two valgrind client requests we need.
 //!
 //! Valgrind learns about the ring that `io_setup` maps from its own model of
 //! the system call, which sizes the ring from the *requested* event count;
 //! the kernel's ring is larger (it at least doubles the count and rounds up
 //! to pages).  Memcheck then reports our user-space reads of the slots past
 //! its idea of the end as invalid.  At registration we tell memcheck that the
-//! whole ring is defined memory.  Outside valgrind the request is a sequence
-//! of no-op instructions (rotations by a total of 128 bits, then `xchg
-//! rbx,rbx`/`orr x10,x10,x10`), executed once per `io_setup`.
+//! whole ring is defined memory.
+//!
+//! Valgrind's model of `io_submit` also reads every iovec array it is given
+//! itself, so a system call that relies on the *kernel* refusing a bad
+//! array would crash valgrind: the PI error path asks [`running`] first
+//! (`pi::submit::first_error`).
+//!
+//! Outside valgrind a request is a sequence of no-op instructions
+//! (rotations by a total of 128 bits, then `xchg rbx,rbx`/`orr
+//! x10,x10,x10`) that leaves the default answer (0) in place.
 
 /// `VG_USERREQ_TOOL_BASE('M','C') + 2`: memcheck's `MAKE_MEM_DEFINED`.
 const MAKE_MEM_DEFINED: u64 = (((b'M' as u64) & 0xff) << 24) | (((b'C' as u64) & 0xff) << 16) | 2;
+
+/// `VG_USERREQ__RUNNING_ON_VALGRIND`: answers how many valgrinds deep we
+/// run (0 natively).
+const RUNNING_ON_VALGRIND: u64 = 0x1001;
 
 /// Tell memcheck (if we run under it) that `[addr, addr + len)` is
 /// addressable, defined memory.
@@ -19,9 +30,15 @@ pub fn declare_defined(addr: usize, len: usize) {
     client_request(&args);
 }
 
+/// Whether this program runs under valgrind (any tool).  A few
+/// instructions; asked only on error paths.
+pub fn running() -> bool {
+    client_request(&[RUNNING_ON_VALGRIND, 0, 0, 0, 0, 0]) != 0
+}
+
 #[cfg(target_arch = "x86_64")]
-fn client_request(args: &[u64; 6]) {
-    let _result: u64;
+fn client_request(args: &[u64; 6]) -> u64 {
+    let result: u64;
     // SAFETY: valgrind's documented "special instruction preamble": four
     // rotations of rdi by 3+13+61+51 = 128 bits (identity) and `xchg
     // rbx,rbx` (no-op) natively; under valgrind it reads the six words at
@@ -34,16 +51,17 @@ fn client_request(args: &[u64; 6]) {
             "rol rdi, 51",
             "xchg rbx, rbx",
             in("rax") args.as_ptr(),
-            inout("rdx") 0u64 => _result,
+            inout("rdx") 0u64 => result,
             inout("rdi") 0u64 => _,
             options(nostack),
         );
     }
+    result
 }
 
 #[cfg(target_arch = "aarch64")]
-fn client_request(args: &[u64; 6]) {
-    let _result: u64;
+fn client_request(args: &[u64; 6]) -> u64 {
+    let result: u64;
     // SAFETY: valgrind's preamble for arm64: rotations of x12 by a total of
     // 128 bits and `orr x10, x10, x10` (no-ops natively); under valgrind it
     // reads the six words at x4 and may write its answer to x3.
@@ -55,15 +73,18 @@ fn client_request(args: &[u64; 6]) {
             "ror x12, x12, #61",
             "orr x10, x10, x10",
             in("x4") args.as_ptr(),
-            inout("x3") 0u64 => _result,
+            inout("x3") 0u64 => result,
             inout("x12") 0u64 => _,
             options(nostack),
         );
     }
+    result
 }
 
 #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
-fn client_request(_args: &[u64; 6]) {}
+fn client_request(_args: &[u64; 6]) -> u64 {
+    0
+}
 
 #[cfg(test)]
 mod tests {
@@ -72,5 +93,8 @@ mod tests {
         let mut page = [0u8; 64];
         super::declare_defined(page.as_mut_ptr() as usize, page.len());
         assert_eq!(page, [0u8; 64]);
+        // `cargo test` does not run under valgrind (ctests/valgrind_*.c
+        // check the other answer).
+        assert!(!super::running());
     }
 }

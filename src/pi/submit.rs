@@ -623,16 +623,33 @@ fn plain_twin(io: &iocb, is_read: bool) -> iocb {
 /// Asked with a twin of the iocb whose iovec array is NULL: the kernel
 /// answers `-EFAULT` for the array when all those checks pass, at
 /// submission, so the twin never becomes an event.  Only on the error path.
+///
+/// Under valgrind the array is instead one iovec too many (`UIO_MAXIOV +
+/// 1` empty ones, which the kernel refuses with `-EINVAL` before reading
+/// them): valgrind's model of `io_submit` reads every iovec array itself
+/// and crashed on NULL (a program with a refused PI iocb died under
+/// valgrind, where the system libaio's runs on).  `-EINVAL` is then also
+/// what an invalid I/O priority or eventfd gets, so under valgrind those
+/// two report `err` instead, when `err` is not `-EINVAL` itself.
 fn first_error(ctx: usize, io: &iocb, is_read: bool, err: i32) -> i32 {
+    /// `UIO_MAXIOV + 1` empty iovecs (pointer, length).
+    static TOO_MANY: [[usize; 2]; UIO_MAXIOV as usize + 1] = [[0; 2]; UIO_MAXIOV as usize + 1];
     let mut probe = plain_twin(io, is_read);
-    probe.u.c.buf = core::ptr::null_mut();
-    probe.u.c.nbytes = 1;
+    let passed = if crate::valgrind::running() {
+        probe.u.c.buf = TOO_MANY.as_ptr() as *mut c_void;
+        probe.u.c.nbytes = TOO_MANY.len() as _;
+        -(libc::EINVAL as c_long)
+    } else {
+        probe.u.c.buf = core::ptr::null_mut();
+        probe.u.c.nbytes = 1;
+        -(libc::EFAULT as c_long)
+    };
     let mut list = [core::ptr::addr_of_mut!(probe)];
     let r = sys::io_submit(ctx, 1, list.as_mut_ptr() as usize);
     match r {
         // Every check before the iovec array passed (or the ring filled up
         // meanwhile): our error stands.
-        r if r == -(libc::EFAULT as c_long) || r == -(libc::EAGAIN as c_long) => err,
+        r if r == passed || r == -(libc::EAGAIN as c_long) => err,
         r if r < 0 => r as i32,
         // Cannot happen (the array is NULL); were it accepted, its event
         // would carry an `obj` no caller knows: say nothing more.
