@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -192,6 +193,35 @@ static inline void ctest_watchdog_stop(void)
 	struct ctest_watchdog *w = ctest_watchdog_state();
 	atomic_store(&w->done, 1);
 	pthread_join(w->thread, NULL);
+}
+
+/* For a program that checks itself under valgrind: run this program
+ * (`argv0`) again under `valgrind --quiet --error-exitcode=1` (plus `option`
+ * if not NULL), report its exit status as one check and return
+ * ctest_finish(); the program's main calls this when RUNNING_ON_VALGRIND is
+ * 0, and does its checks when it is not.  Skips (77) when valgrind is not
+ * installed. */
+static inline int ctest_rerun_under_valgrind(const char *argv0, const char *option)
+{
+	if (system("valgrind --version >/dev/null 2>&1") != 0)
+		ctest_skip("valgrind not found");
+	fflush(stdout);
+	pid_t pid = fork();
+	if (pid == 0) {
+		if (option)
+			execlp("valgrind", "valgrind", "--quiet", "--error-exitcode=1", option, argv0,
+			       (char *)NULL);
+		else
+			execlp("valgrind", "valgrind", "--quiet", "--error-exitcode=1", argv0, (char *)NULL);
+		_exit(127);
+	}
+	int status = 0;
+	waitpid(pid, &status, 0);
+	int ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+	CHECKF(ok, "under valgrind --error-exitcode=1: exit status %d%s",
+	       WIFEXITED(status) ? WEXITSTATUS(status) : -1,
+	       WIFSIGNALED(status) ? " (killed by a signal)" : "");
+	return ctest_finish();
 }
 
 /*

@@ -19,7 +19,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
 #include <valgrind/valgrind.h>
 
@@ -128,21 +127,5 @@ int main(int argc, char **argv)
 	(void)argc;
 	if (RUNNING_ON_VALGRIND)
 		return body();
-	if (system("valgrind --version >/dev/null 2>&1") != 0) {
-		printf("valgrind not found: skipped\n0 passed, 0 failed\n");
-		return 77;
-	}
-	fflush(stdout);
-	pid_t pid = fork();
-	if (pid == 0) {
-		execlp("valgrind", "valgrind", "--quiet", "--error-exitcode=1",
-		       "--fair-sched=try", argv[0], (char *)NULL);
-		_exit(127);
-	}
-	int status = 0;
-	waitpid(pid, &status, 0);
-	int ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
-	CHECKF(ok, "under valgrind --error-exitcode=1: exit status %d",
-	      WIFEXITED(status) ? WEXITSTATUS(status) : -1);
-	return ctest_finish();
+	return ctest_rerun_under_valgrind(argv[0], "--fair-sched=try");
 }
