@@ -232,9 +232,11 @@ fn process_vm(pid: usize, write: bool, local: &[libc::iovec], remote: &[libc::io
     )
 }
 
-/// [`process_vm`] of one range of `len` bytes, for this process (its pid
-/// read now: see [`SelfMem`]).
-fn process_vm_one(write: bool, local: *mut u8, remote: usize, len: usize) -> c_long {
+/// [`process_vm`] of one range of `len` (> 0) bytes, for this process (its
+/// pid read now: see [`SelfMem`]).  Returns 0 if all of it was copied,
+/// `-EFAULT` if not, or another `-errno` where the kernel forbids the call
+/// (e.g. a seccomp filter).
+fn copy_one(write: bool, local: *mut u8, remote: usize, len: usize) -> c_long {
     let liov = libc::iovec {
         iov_base: local.cast(),
         iov_len: len,
@@ -243,7 +245,11 @@ fn process_vm_one(write: bool, local: *mut u8, remote: usize, len: usize) -> c_l
         iov_base: remote as *mut _,
         iov_len: len,
     };
-    process_vm(SelfMem::new().pid, write, &[liov], &[riov])
+    match process_vm(SelfMem::new().pid, write, &[liov], &[riov]) {
+        r if r == len as c_long => 0,
+        r if r >= 0 => -(libc::EFAULT as c_long),
+        r => r,
+    }
 }
 
 /// Copy `dst.len()` bytes from caller address `src` into `dst`, with the
@@ -253,14 +259,7 @@ pub fn copy_from_user(dst: &mut [u8], src: usize) -> c_long {
     if dst.is_empty() {
         return 0;
     }
-    let r = process_vm_one(false, dst.as_mut_ptr(), src, dst.len());
-    if r == dst.len() as c_long {
-        0
-    } else if r >= 0 {
-        -(libc::EFAULT as c_long)
-    } else {
-        r
-    }
+    copy_one(false, dst.as_mut_ptr(), src, dst.len())
 }
 
 /// Smallest page size of any Linux target: probing one byte every this many
@@ -384,14 +383,7 @@ pub fn copy_to_user(dst: usize, src: &[u8]) -> c_long {
     if src.is_empty() {
         return 0;
     }
-    let r = process_vm_one(true, src.as_ptr() as *mut u8, dst, src.len());
-    if r == src.len() as c_long {
-        0
-    } else if r >= 0 {
-        -(libc::EFAULT as c_long)
-    } else {
-        r
-    }
+    copy_one(true, src.as_ptr() as *mut u8, dst, src.len())
 }
 
 /// Our own process as seen by `process_vm_readv`/`process_vm_writev`, for a
