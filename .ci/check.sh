@@ -8,6 +8,7 @@ cd "$repo"
 
 stages=(
 	"cargo test --release"
+	"cargo test --lib"
 	".ci/check-elf.sh"
 	".ci/install-test.sh"
 	".ci/harness.sh"
