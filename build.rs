@@ -123,12 +123,27 @@ fn header_config() -> cbindgen::Config {
     c
 }
 
-/// Two fix-ups of cbindgen's output, so the header is warning-free C99:
+/// Three fix-ups of cbindgen's output, so the header is warning-free C99
+/// (and C89 with GNU extensions, like programs built with `-std=gnu89`):
 /// a field under `#if` gets its `;` inside the `#if` (cbindgen leaves an
-/// empty `;` behind when the condition is false), and the layout checks go
-/// inside the include guard.
+/// empty `;` behind when the condition is false), its `//` comments become
+/// `/* */` ones (C89 has no `//`: `#endif // x` warned there), and the
+/// layout checks go inside the include guard.
 fn post_process(h: &str) -> String {
     let mut out = h.replace("\n#endif\n    ;\n", ";\n#endif\n");
+    out = out
+        .lines()
+        .map(|l| match l.split_once("//") {
+            // Only cbindgen's own: `#endif // __cplusplus`, `}  // extern "C"`
+            // (documentation text may hold a `//`, as in a URL).
+            Some((code, note)) if code.starts_with("#endif") || code.starts_with('}') => {
+                format!("{code}/* {} */", note.trim())
+            }
+            _ => l.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    out.push('\n');
     let guard_end = "#endif  /* __LIBAIO_H */";
     let at = out.rfind(guard_end).expect("include guard");
     out.insert_str(at, &format!("{}\n", TRAILER.trim_start()));

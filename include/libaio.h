@@ -304,7 +304,7 @@ struct io_sigset_compat {
 
 #ifdef __cplusplus
 extern "C" {
-#endif // __cplusplus
+#endif /* __cplusplus */
 
 /*
  Create an AIO context able to hold `maxevents` events and store its handle in `*ctxp`.
@@ -585,8 +585,8 @@ int io_fsync(io_context_t ctx, struct iocb *iocb, io_callback_t cb, int fd);
 int io_fdsync(io_context_t ctx, struct iocb *iocb, io_callback_t cb, int fd);
 
 #ifdef __cplusplus
-}  // extern "C"
-#endif  // __cplusplus
+}  /* extern "C" */
+#endif  /* __cplusplus */
 
 /* Layout checks: the ABI is the kernel's and libaio's. */
 #if defined(__cplusplus) && __cplusplus >= 201103L
