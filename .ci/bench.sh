@@ -11,6 +11,7 @@
 # target/bench-tmp).
 set -eu
 cd "$(dirname "$0")/.."
+. .ci/lib.sh
 ROOT=$(pwd)
 CC=${CC:-cc}
 
@@ -39,7 +40,7 @@ case "$SYSTEM_LIBAIO" in
 esac
 # A copy of ours installed where the system's should be (`make install`
 # into /usr/local puts it first in the loader's cache) is not libaio.
-if objdump -T "$SYSTEM_LIBAIO" | grep -q 'LIBAIO_RS_1\.0'; then
+if defines_libaio_rs "$SYSTEM_LIBAIO"; then
 	if [ -z "$B_GIVEN" ]; then
 		echo "bench: $SYSTEM_LIBAIO is libaio-rs (defines LIBAIO_RS_1.0), not the system libaio; set SYSTEM_LIBAIO" >&2
 		exit 1

@@ -16,6 +16,7 @@
 #   5. libaio.a exists, is an archive, and defines the same functions.
 # Exits non-zero, naming each mismatch, if anything differs.
 set -uo pipefail
+. "$(dirname "$0")/lib.sh"
 
 here=$(cd "$(dirname "$0")/.." && pwd)
 lib=${1:-${CARGO_TARGET_DIR:-$here/target}/release/libaio.so}
@@ -71,8 +72,8 @@ echo "[2] libaio's (symbol, version) set"
 ours=$(dynsyms "$lib")
 theirs=$(dynsyms "$syslib")
 [ -n "$theirs" ] || bad "could not read the system libaio's symbols"
-# The reference must be libaio, not a copy of ours (which has LIBAIO_RS_1.0).
-grep -q 'LIBAIO_RS_1\.0' <<<"$theirs" && bad "$syslib is libaio-rs (defines LIBAIO_RS_1.0), not the system libaio"
+# The reference must be libaio, not a copy of ours.
+defines_libaio_rs "$syslib" && bad "$syslib is libaio-rs (defines LIBAIO_RS_1.0), not the system libaio"
 while read -r s; do
 	[ -z "$s" ] && continue
 	if grep -qxF "$s" <<<"$ours"; then ok "$s"; else bad "missing $s (system libaio exports it)"; fi

@@ -19,12 +19,18 @@ integ_tmp() {
 	fi
 }
 
+# defines_libaio_rs LIB: whether the shared library LIB is a build of this
+# library, whose extra symbols are in the version node LIBAIO_RS_1.0 (libaio
+# has no such node).  Every "the system libaio" reference is checked with it:
+# a `make install` into /usr/local, or a copy over the system file, would
+# otherwise make "ours vs the system's" compare ours with ours.
+defines_libaio_rs() {
+	objdump -T "$1" | grep -q 'LIBAIO_RS_1\.0'
+}
+
 # system_side PROG: why PROG, run without preload, would not be using the
 # system libaio (printed; status 1), or nothing (status 0).  It must load
-# $syslib, and $syslib must not be this library (ours defines the version
-# LIBAIO_RS_1.0): a `make install` into /usr/local, or a copy over the
-# system file, would otherwise make "ours vs the system's" compare ours
-# with ours.
+# $syslib, and $syslib must not be this library (defines_libaio_rs).
 system_side() {
 	local exe resolved
 	exe=$(command -v "$1") || { echo "$1 not found"; return 1; }
@@ -33,7 +39,7 @@ system_side() {
 		echo "$1 loads libaio.so.1 from '$resolved', not the system's $syslib"
 		return 1
 	fi
-	if objdump -T "$syslib" | grep -q 'LIBAIO_RS_1\.0'; then
+	if defines_libaio_rs "$syslib"; then
 		echo "$syslib is libaio-rs (it defines LIBAIO_RS_1.0), not the system libaio"
 		return 1
 	fi
