@@ -171,6 +171,72 @@ static void test_invalid(io_context_t ctx, int fd)
 	free(data); free(pi);
 }
 
+/* The PI iovec gets the checks the kernel makes of every iovec it imports
+ * (a DIX kernel imports it with the data ones): for each range, the PI
+ * iocb's io_submit answer must be the plain preadv/pwritev's when the
+ * kernel refuses that one at submit (here: a length negative as ssize_t,
+ * -EINVAL; a range access_ok() refuses, -EFAULT), and an acceptance when
+ * it accepts it (a PI iovec longer than the tuples need is fine; only its
+ * first 64 bytes are used).  Regression: the library accepted a PI iov_len
+ * of SIZE_MAX and a PI range reaching past user space. */
+static void test_pi_iovec_import(io_context_t ctx, int fd)
+{
+	uint8_t *data = xalloc(4096), *pi = xalloc(4096);
+	uint64_t rng = 99;
+	fill_random(data, 4096, &rng);
+	CHECK_EQ_MSG(pwrite(fd, data, 4096, 1 << 20), 4096, "the data the reads below read");
+	struct {
+		const char *what;
+		uintptr_t base;
+		size_t len;
+		long want; /* 1: accepted; else the error */
+	} cases[] = {
+		{ "length SIZE_MAX", (uintptr_t)pi, SIZE_MAX, -EINVAL },
+		{ "length 2^63", (uintptr_t)pi, (size_t)1 << 63, -EINVAL },
+		{ "length 2^63 - 1 (reaches past user space)", (uintptr_t)pi, ((size_t)1 << 63) - 1, -EFAULT },
+		{ "kernel address", (uintptr_t)0xffff888000000000ull, 64, -EFAULT },
+		{ "length 2^40", (uintptr_t)pi, (size_t)1 << 40, 1 },
+		{ "longer than needed (4096 on a 64-byte need)", (uintptr_t)pi, 4096, 1 },
+	};
+	for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
+		for (int write = 0; write < 2; write++) {
+			struct iovec iov[2] = { { data, 4096 }, { (void *)cases[c].base, cases[c].len } };
+			struct iocb io;
+			struct io_event ev;
+			/* The kernel's answer for the same two iovecs, plain (its
+			 * import checks are the same for reads and writes): a read
+			 * past the end of the file, which touches no memory. */
+			io_prep_preadv(&io, fd, iov, 2, (long long)1 << 40);
+			int plain = submit1(ctx, &io);
+			if (plain == 1) {
+				CHECK_EQ_MSG(reap1(ctx, &ev), 1, "plain event");
+				CHECK_EQ_MSG((long)ev.res, 0, "plain read past the end: nothing read");
+			}
+			CHECKF(plain == 1 ? cases[c].want == 1 : plain == cases[c].want,
+			       "PI iovec %s: the kernel's plain preadv answers %d", cases[c].what, plain);
+			if (write) {
+				expected_pi(T1_512, pi, data, 4096, 1 << 20);
+				io_prep_pwritevm(&io, fd, iov, 2, 1 << 20);
+			} else {
+				io_prep_preadvm(&io, fd, iov, 2, 1 << 20);
+			}
+			int r = submit1(ctx, &io);
+			CHECKF(r == cases[c].want, "PI iovec %s (%s): io_submit %d, want %ld", cases[c].what,
+			       write ? "write" : "read", r, cases[c].want);
+			if (r == 1) {
+				CHECK_EQ_MSG(reap1(ctx, &ev), 1, "PI event");
+				CHECKF((long)ev.res == 4096, "PI iovec %s (%s): res %ld", cases[c].what,
+				       write ? "write" : "read", (long)ev.res);
+			}
+		}
+	}
+	uint8_t want[64];
+	expected_pi(T1_512, want, data, 4096, 1 << 20);
+	CHECKF(memcmp(pi, want, 64) == 0, "PI read through a longer PI iovec: the tuples");
+	free(data);
+	free(pi);
+}
+
 static void test_bad_pointers(io_context_t ctx, int fd)
 {
 	uint8_t *data = xalloc(4096), *pi = xalloc(64);
@@ -835,6 +901,7 @@ int main(void)
 	test_format(ctx, fd, (struct fmt){ IO_PI_NVME_TYPE3_CRC64, 4096 }, &rng);
 	test_invalid(ctx, fd);
 	test_bad_pointers(ctx, fd);
+	test_pi_iovec_import(ctx, fd);
 	test_mixed_batch(ctx, fd, &rng);
 	test_batch_stops(ctx, fd);
 	test_refused_like_plain(ctx, fd);

@@ -501,6 +501,22 @@ pub fn plausible_user_range(addr: usize, len: usize) -> bool {
     (USER_MIN..USER_END).contains(&addr) && len <= USER_END - addr
 }
 
+/// The kernel's own checks of one iovec of an array it imports
+/// (`copy_iovec_from_user` and `__import_iovec`, for every vectored read
+/// and write), without a system call: 0, `-EINVAL` for a length negative
+/// as `ssize_t`, `-EFAULT` for a range that cannot be user memory at all
+/// ([`plausible_user_range`], i.e. `access_ok()` with the largest user
+/// space any kernel has).  Nothing is read or written.
+pub fn iovec_import_error(v: &libc::iovec) -> i32 {
+    if (v.iov_len as isize) < 0 {
+        -libc::EINVAL
+    } else if plausible_user_range(v.iov_base as usize, v.iov_len) {
+        0
+    } else {
+        -libc::EFAULT
+    }
+}
+
 /// Store `val` at caller address `dst`, with the kernel checking `dst`
 /// (`-EFAULT` rather than a crash).  Where the kernel refuses
 /// `process_vm_writev` itself (a seccomp filter), fall back to a plain store

@@ -491,12 +491,22 @@ fn prepare_run(
     //    end of the data a valid file position (the kernel's
     //    `rw_verify_area`, which the shadow of a write that fails its PI
     //    check does not reach: it has no data).
+    //    First the PI iovec gets the checks the kernel makes of every
+    //    iovec it imports (the shadow, which carries the data iovecs, never
+    //    shows it the PI one), as a kernel with DIX passthrough would:
+    //    a length negative as `ssize_t` is -EINVAL, a range beyond user
+    //    space -EFAULT, even where it is longer than the tuples need.
     for i in 0..cands.len() {
         let k = &mut cands[i];
         // SAFETY: an integer field of the union.
         let offset = unsafe { k.io.u.c.offset };
         let (data, pi) = k.iovs.split_at(k.iovcnt - 1);
         let pi = pi[0];
+        let imported = sys::iovec_import_error(&pi);
+        if imported != 0 {
+            cut(&mut cands, i, imported)?;
+            break;
+        }
         let total = data
             .iter()
             .try_fold(0usize, |acc, v| acc.checked_add(v.iov_len))
