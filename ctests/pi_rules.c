@@ -126,6 +126,13 @@ static void test_invalid(io_context_t ctx, int fd)
 	CHECK_EQ_MSG(submit1(ctx, &io), -EINVAL, "short PI buffer (read)");
 	iov[1].iov_len = 0;
 	CHECK_EQ_MSG(submit1(ctx, &io), -EINVAL, "empty PI iovec");
+	/* The same with a NULL base, as an empty iovec is often written (the
+	 * kernel's import accepts {NULL, 0}: -EINVAL is the PI rule's). */
+	iov[1].iov_base = NULL;
+	CHECK_EQ_MSG(submit1(ctx, &io), -EINVAL, "empty PI iovec {NULL, 0} (read)");
+	io_prep_pwritevm(&io, fd, iov, 2, 0);
+	CHECK_EQ_MSG(submit1(ctx, &io), -EINVAL, "empty PI iovec {NULL, 0} (write)");
+	iov[1].iov_base = pi;
 	iov[1].iov_len = 64;
 	io_prep_preadvm(&io, fd, iov, 1, 0);
 	CHECK_EQ_MSG(submit1(ctx, &io), -EINVAL, "one iovec");

@@ -504,13 +504,18 @@ pub fn plausible_user_range(addr: usize, len: usize) -> bool {
 /// The kernel's own checks of one iovec of an array it imports
 /// (`copy_iovec_from_user` and `__import_iovec`, for every vectored read
 /// and write), without a system call: 0, `-EINVAL` for a length negative
-/// as `ssize_t`, `-EFAULT` for a range that cannot be user memory at all
-/// ([`plausible_user_range`], i.e. `access_ok()` with the largest user
-/// space any kernel has).  Nothing is read or written.
+/// as `ssize_t`, `-EFAULT` for a range `access_ok()` refuses with the
+/// largest user space any kernel has (`USER_END`).  Unlike
+/// [`plausible_user_range`], no lower bound: the kernel imports `{NULL, 0}`
+/// (an empty iovec as often written) and an iovec in the first page, and
+/// fails only their use.  Nothing is read or written.
 pub fn iovec_import_error(v: &libc::iovec) -> i32 {
     if (v.iov_len as isize) < 0 {
         -libc::EINVAL
-    } else if plausible_user_range(v.iov_base as usize, v.iov_len) {
+    } else if (v.iov_base as usize)
+        .checked_add(v.iov_len)
+        .is_some_and(|end| end <= USER_END)
+    {
         0
     } else {
         -libc::EFAULT
