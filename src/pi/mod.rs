@@ -66,7 +66,9 @@
 //! * a read's data lands in the caller's buffers (checked by the kernel);
 //!   its PI buffer is proven writable at submit (`MADV_POPULATE_WRITE`,
 //!   or a kernel-checked write of zeros) and filled directly when the
-//!   completion is reaped: tuples for the intervals read, zeros after.
+//!   completion is reaped: tuples for the intervals read, zeros after,
+//!   once the kernel has stored into each of its pages again
+//!   (`sys::store_writable`; the caller may have unmapped it meanwhile).
 //!
 //! A run of PI iocbs is checked as a whole (each kind of check once for
 //! all of them) and its shadows go out in order, in groups split before
