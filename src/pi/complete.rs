@@ -119,8 +119,8 @@ fn store_read_pi(
     // forbids), the tuples go through a kernel-checked copy, which answers
     // for certain.
     if sys::store_writable(&range) {
-        // SAFETY: the kernel has just made these `pi_len` bytes mapped and
-        // writable.  Only a thread of the caller unmapping them at this very
+        // SAFETY: the kernel has just stored into every page of these
+        // `pi_len` bytes, so they are mapped and writable.  Only a thread of the caller unmapping them at this very
         // moment, while reaping the I/O they belong to, could undo that.
         let out = unsafe { core::slice::from_raw_parts_mut(pi_addr as *mut u8, pi_len) };
         fill_read_pi(data, res, out, format, seed);
