@@ -633,6 +633,14 @@ pub(crate) fn anon_map(len: usize, prot: i32) -> usize {
 mod tests {
     use super::*;
 
+    /// The range of `len` bytes at `addr`.
+    fn r(addr: usize, len: usize) -> libc::iovec {
+        libc::iovec {
+            iov_base: addr as *mut _,
+            iov_len: len,
+        }
+    }
+
     #[test]
     fn errors_come_back_negative_and_errno_is_untouched() {
         // SAFETY: writing our own thread's errno.
@@ -656,10 +664,6 @@ mod tests {
             );
             assert_eq!(libc::munmap((b + 4 * PG) as *mut _, PG), 0);
         }
-        let r = |addr: usize, len: usize| libc::iovec {
-            iov_base: addr as *mut _,
-            iov_len: len,
-        };
         let efault = -(libc::EFAULT as c_long);
         // Both probes, and the dispatcher, must give the same answers.
         for probe in [probe_readable, probe_by_reading] {
@@ -737,10 +741,6 @@ mod tests {
             );
             assert_eq!(libc::munmap((b + 5 * PG) as *mut _, PG), 0);
         }
-        let r = |addr: usize, len: usize| libc::iovec {
-            iov_base: addr as *mut _,
-            iov_len: len,
-        };
         // Writable: inside a page, across a boundary with 1, 3 and 7 bytes
         // on one side, two whole pages, and more pages (MADV_POPULATE_WRITE).
         let good = [
@@ -788,10 +788,6 @@ mod tests {
     /// Pages of `b`: 0, 1, 3 readable, 2 PROT_NONE, 4 unmapped.
     fn probe_pages(probe: fn(&[libc::iovec]) -> c_long, b: usize) {
         const PG: usize = 4096;
-        let r = |addr: usize, len: usize| libc::iovec {
-            iov_base: addr as *mut _,
-            iov_len: len,
-        };
         let efault = -(libc::EFAULT as c_long);
         let probe_readable = probe;
         assert_eq!(probe_readable(&[]), 0);
@@ -818,10 +814,6 @@ mod tests {
     /// second batch.
     fn big_probe(probe_readable: fn(&[libc::iovec]) -> c_long) {
         const PG: usize = 4096;
-        let r = |addr: usize, len: usize| libc::iovec {
-            iov_base: addr as *mut _,
-            iov_len: len,
-        };
         let efault = -(libc::EFAULT as c_long);
         let big = 1500 * PG;
         let m = anon_map(big, libc::PROT_READ);
