@@ -461,7 +461,7 @@ pub struct SelfMem {
 }
 
 /// `IOV_MAX`: the most iovecs on either side of one `process_vm_*` call.
-const VM_IOV_MAX: usize = 1024;
+pub(crate) const VM_IOV_MAX: usize = 1024;
 
 impl SelfMem {
     pub fn new() -> SelfMem {
@@ -507,6 +507,30 @@ impl SelfMem {
                 done
             })
             .count()
+    }
+
+    /// Copy the caller's `from` ranges, in order, into our `into` buffers,
+    /// in order (equal totals, at most `VM_IOV_MAX` of each), with
+    /// `process_vm_writev(2)` on our own process: the kernel reads `from`
+    /// in this process with its fault-checked user copy (an unreadable
+    /// byte is `-EFAULT`, never a fault of ours) and pins only `into`.
+    /// `process_vm_readv` pins the caller's pages instead, and
+    /// `MADV_POPULATE_READ` walks them for a fault: for caller memory over
+    /// many pages this direction is the cheap one.  Measured here, hot: one
+    /// byte of each of 16 pages ~1.6 us (~1.1 us for the call, ~0.03 per
+    /// page), against ~2.5 us for `MADV_POPULATE_READ` of the 16 pages
+    /// (~0.5 us + ~0.12 per page).  Whether every byte was copied; `false`
+    /// for anything else (a partial copy, a seccomp filter refusing the
+    /// call, mismatched lengths).
+    pub fn gather(&self, from: &[libc::iovec], into: &[libc::iovec]) -> bool {
+        let want: usize = from.iter().map(|v| v.iov_len).sum();
+        if want != into.iter().map(|v| v.iov_len).sum::<usize>()
+            || from.len() > VM_IOV_MAX
+            || into.len() > VM_IOV_MAX
+        {
+            return false;
+        }
+        want == 0 || process_vm(self.pid, true, from, into) == want as c_long
     }
 
     /// Copy the caller's `remote` ranges into our `local` buffers (see
@@ -871,5 +895,20 @@ mod tests {
         assert_eq!(mem.read_ranges(&mut [&mut a, &mut b], &bad_iov), 1);
         // Totals that differ: nothing is copied.
         assert_eq!(mem.read_ranges(&mut [&mut a], &bad_iov), 0);
+        // Gathered (the caller's side read by the kernel's user copy):
+        // 16 + 4 caller bytes into 12 + 8 of ours, in order.
+        let (mut a, mut b) = ([0u8; 12], [0u8; 8]);
+        let into = [
+            r(a.as_mut_ptr() as usize, 12),
+            r(b.as_mut_ptr() as usize, 8),
+        ];
+        assert!(mem.gather(&src_iov, &into));
+        assert_eq!((a, b), ([7u8; 12], [7, 7, 7, 7, 1, 2, 3, 4]));
+        // An unreadable caller range, totals that differ, too many iovecs.
+        assert!(!mem.gather(&bad_iov, &into));
+        assert!(!mem.gather(&src_iov[..1], &into));
+        let many = vec![r(src.as_ptr() as usize, 0); VM_IOV_MAX + 1];
+        assert!(!mem.gather(&many, &[]));
+        assert!(mem.gather(&many[..VM_IOV_MAX], &[]));
     }
 }

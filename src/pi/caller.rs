@@ -190,6 +190,107 @@ impl CallerMem {
         true
     }
 
+    /// A write's caller memory in one step: copy the caller's `src` into
+    /// `dst` (its tuples) and prove every byte of `probe` (its data)
+    /// readable.  `true` if both hold.  The unproven parts go to the kernel
+    /// in one [`sys::SelfMem::gather`]: `src` whole, and one byte of every
+    /// unproven page of `probe` (protection is per page) into a scratch
+    /// buffer.  That is one system call instead of a `MADV_POPULATE_READ`
+    /// per range (a 64 KiB write and its tuples: ~1.7 against ~3.2 us, hot).
+    /// Where it fails for any reason (an unreadable byte, a seccomp filter,
+    /// over `VM_IOV_MAX` pages), and under valgrind (which would check the
+    /// caller's bytes as if they were passed to another process), the
+    /// answer comes from [`CallerMem::probe`] and [`CallerMem::read`].
+    pub fn read_and_probe(
+        &mut self,
+        dst: &mut [u8],
+        src: libc::iovec,
+        probe: &[libc::iovec],
+    ) -> bool {
+        debug_assert_eq!(dst.len(), src.iov_len);
+        if !crate::valgrind::running() && self.gather_and_probe(dst, src, probe) {
+            return true;
+        }
+        self.probe(probe) && self.read(&mut [dst], core::slice::from_ref(&src)) == 1
+    }
+
+    /// The one-call path of [`CallerMem::read_and_probe`]; `false` means
+    /// "ask the authoritative path", not necessarily "unreadable".
+    fn gather_and_probe(
+        &mut self,
+        dst: &mut [u8],
+        src: libc::iovec,
+        probe: &[libc::iovec],
+    ) -> bool {
+        let copy_src = !self.covers(src.iov_base as usize, src.iov_len);
+        let mut from: Vec<libc::iovec> = Vec::with_capacity(24);
+        if copy_src {
+            if page_span(src.iov_base as usize, src.iov_len).is_none() {
+                return false;
+            }
+            from.push(src);
+        }
+        // One byte of each page of `probe` not proven yet (once per page:
+        // iovecs of one buffer often share pages).
+        let mut last_page = None;
+        for v in probe.iter().filter(|v| v.iov_len > 0) {
+            let start = v.iov_base as usize;
+            let Some((first, end)) = page_span(start, v.iov_len) else {
+                return false;
+            };
+            let mut page = first;
+            while page < end {
+                if last_page != Some(page) && !self.covers(page, PAGE) {
+                    if from.len() == sys::VM_IOV_MAX {
+                        return false;
+                    }
+                    from.push(libc::iovec {
+                        iov_base: start.max(page) as *mut _,
+                        iov_len: 1,
+                    });
+                }
+                last_page = Some(page);
+                page += PAGE;
+            }
+        }
+        let probes = from.len() - usize::from(copy_src);
+        let mut sink = vec![0u8; probes];
+        let mut into: Vec<libc::iovec> = Vec::with_capacity(2);
+        if copy_src {
+            into.push(libc::iovec {
+                iov_base: dst.as_mut_ptr().cast(),
+                iov_len: dst.len(),
+            });
+        }
+        if probes > 0 {
+            into.push(libc::iovec {
+                iov_base: sink.as_mut_ptr().cast(),
+                iov_len: probes,
+            });
+        }
+        if !self.vm().gather(&from, &into) {
+            return false;
+        }
+        self.proven(src.iov_base as usize, src.iov_len);
+        for v in probe {
+            self.proven(v.iov_base as usize, v.iov_len);
+        }
+        if !copy_src && !dst.is_empty() {
+            // SAFETY: every byte of `src` lies in pages the kernel read (or
+            // probed readable) in this call; the caller may not unmap them
+            // during it (module documentation).  `dst` is our own buffer of
+            // the same length.
+            unsafe {
+                core::ptr::copy_nonoverlapping(
+                    src.iov_base as *const u8,
+                    dst.as_mut_ptr(),
+                    dst.len(),
+                )
+            };
+        }
+        true
+    }
+
     /// Write `local` to the caller's `remote` ranges in order (`local.len()`
     /// is their total), always kernel-checked (only readability is ever
     /// proven).  Returns how many ranges were written whole.
@@ -305,5 +406,62 @@ mod tests {
         assert_eq!(m.prove_writable(&[r(usize::MAX - 4, 8)]), 0);
         // SAFETY: unmapping our own mapping.
         unsafe { libc::munmap(b as *mut _, 3 * PG) };
+    }
+
+    #[test]
+    fn a_write_is_copied_and_probed_in_one_call_or_refused() {
+        const PG: usize = 4096;
+        // Pages 0-3 readable (filled with their index + 1), 4 PROT_NONE,
+        // 5 unmapped.
+        let b = sys::anon_map(6 * PG, libc::PROT_READ | libc::PROT_WRITE);
+        // SAFETY: our own fresh mapping: pages filled, then 4-5 changed.
+        unsafe {
+            for p in 0..4 {
+                core::ptr::write_bytes((b + p * PG) as *mut u8, p as u8 + 1, PG);
+            }
+            assert_eq!(
+                libc::mprotect((b + 4 * PG) as *mut _, PG, libc::PROT_NONE),
+                0
+            );
+            assert_eq!(libc::munmap((b + 5 * PG) as *mut _, PG), 0);
+        }
+        // The one-call path itself (not only the fallback) takes a good
+        // write: tuples across a page boundary, data over three pages in
+        // two iovecs sharing a page, and proves all of it.
+        let mut m = CallerMem::new();
+        let data = [r(b + 100, PG), r(b + PG + 100, 2 * PG - 200)];
+        let mut t16 = [0u8; 16];
+        assert!(m.gather_and_probe(&mut t16, r(b + PG - 8, 16), &data));
+        assert_eq!(t16, [[1u8; 8], [2u8; 8]].concat()[..]);
+        assert!(m.covers(b, 3 * PG) && !m.covers(b + 3 * PG, 1));
+        // Tuples on proven pages are copied directly.
+        let mut m2 = CallerMem::new();
+        m2.proven(b + 2 * PG, 1);
+        assert!(m2.gather_and_probe(&mut t16, r(b + 2 * PG + 8, 16), &[r(b + 3 * PG, 8)]));
+        assert_eq!(t16, [3u8; 16]);
+        assert!(m2.covers(b + 3 * PG, PG));
+        // Refused: data reaching the PROT_NONE or the unmapped page, tuples
+        // on either, and what cannot be user memory; by both paths.
+        // The last of each: the unreadable range, never proven.
+        let bad: [(libc::iovec, libc::iovec, libc::iovec); 5] = [
+            (r(b, 16), r(b + 3 * PG, PG + 1), r(b + 4 * PG, 1)),
+            (r(b, 16), r(b + 5 * PG, 8), r(b + 5 * PG, 8)),
+            (r(b + 4 * PG - 8, 16), r(b, PG), r(b + 4 * PG, 1)),
+            (r(b + 5 * PG, 16), r(b, PG), r(b + 5 * PG, 1)),
+            (r(b, 16), r(usize::MAX - 7, 8), r(usize::MAX - 7, 8)),
+        ];
+        for (tuples, data, unreadable) in bad {
+            let mut m = CallerMem::new();
+            assert!(!m.gather_and_probe(&mut t16, tuples, &[r(b, 8), data]));
+            assert!(!m.read_and_probe(&mut t16, tuples, &[r(b, 8), data]));
+            assert!(!m.covers(unreadable.iov_base as usize, unreadable.iov_len));
+        }
+        // Good memory through the public entry.
+        let mut m3 = CallerMem::new();
+        let mut t = [0u8; 32];
+        assert!(m3.read_and_probe(&mut t, r(b + 3 * PG, 32), &[r(b, 4 * PG)]));
+        assert_eq!(t, [4u8; 32]);
+        // SAFETY: unmapping our own mapping (page 5 is gone already).
+        unsafe { libc::munmap(b as *mut _, 5 * PG) };
     }
 }

@@ -812,7 +812,7 @@ fn check_memory(mem: &mut CallerMem, k: &Candidate, format: &Format) -> Result<K
         });
     }
     let mut tuples = vec![0u8; k.need];
-    if !mem.probe(data) || mem.read(&mut [&mut tuples[..]], core::slice::from_ref(&pi)) != 1 {
+    if !mem.read_and_probe(&mut tuples, pi, data) {
         return Err(-libc::EFAULT);
     }
     let segs: Vec<&[u8]> = data
