@@ -253,23 +253,28 @@ impl CallerMem {
                 page += PAGE;
             }
         }
-        let probes = from.len() - usize::from(copy_src);
-        let mut sink = vec![0u8; probes];
-        let mut into: Vec<libc::iovec> = Vec::with_capacity(2);
-        if copy_src {
-            into.push(libc::iovec {
-                iov_base: dst.as_mut_ptr().cast(),
-                iov_len: dst.len(),
-            });
-        }
-        if probes > 0 {
-            into.push(libc::iovec {
-                iov_base: sink.as_mut_ptr().cast(),
-                iov_len: probes,
-            });
-        }
+        // Everything lands in one buffer of ours (the tuples first, then
+        // the probed bytes), so the kernel pins one range, not two; on the
+        // stack when it fits (hot and mapped).
+        let copied = if copy_src { dst.len() } else { 0 };
+        let total = copied + (from.len() - usize::from(copy_src));
+        let mut on_stack = [0u8; LANDING_ON_STACK];
+        let mut on_heap = Vec::new();
+        let landing: &mut [u8] = if total <= LANDING_ON_STACK {
+            &mut on_stack[..total]
+        } else {
+            on_heap.resize(total, 0);
+            &mut on_heap
+        };
+        let into = [libc::iovec {
+            iov_base: landing.as_mut_ptr().cast(),
+            iov_len: total,
+        }];
         if !self.vm().gather(&from, &into) {
             return false;
+        }
+        if copy_src {
+            dst.copy_from_slice(&landing[..copied]);
         }
         self.proven(src.iov_base as usize, src.iov_len);
         for v in probe {
@@ -319,6 +324,10 @@ impl CallerMem {
             .count()
     }
 }
+
+/// Bytes of [`CallerMem::gather_and_probe`]'s landing buffer kept on the
+/// stack (a 64 KiB write's 1 KiB of tuples and 16 probed bytes fit).
+const LANDING_ON_STACK: usize = 2048;
 
 /// Unproven ranges up to this many are proven one by one with
 /// `MADV_POPULATE_READ` before being copied directly; more take one
@@ -461,6 +470,13 @@ mod tests {
         let mut t = [0u8; 32];
         assert!(m3.read_and_probe(&mut t, r(b + 3 * PG, 32), &[r(b, 4 * PG)]));
         assert_eq!(t, [4u8; 32]);
+        // Tuples too long for the stack landing buffer.
+        let mut m4 = CallerMem::new();
+        let mut big = vec![0u8; 3 * PG];
+        assert!(m4.gather_and_probe(&mut big, r(b + PG, 3 * PG), &[r(b, 8)]));
+        assert!(
+            big[..PG] == [2u8; PG] && big[PG..2 * PG] == [3u8; PG] && big[2 * PG..] == [4u8; PG]
+        );
         // SAFETY: unmapping our own mapping (page 5 is gone already).
         unsafe { libc::munmap(b as *mut _, 5 * PG) };
     }
