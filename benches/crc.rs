@@ -7,13 +7,17 @@
 //! After criterion, an alternating pass (lines starting `AB`) times the
 //! contenders in turn, round after round, and prints medians and ratios:
 //! on a shared machine that is the fairer comparison.
-//! `cargo bench --bench crc -- nomatch` runs only the alternating pass.
+//! `cargo bench --bench crc -- nomatch` runs only the alternating pass
+//! and the prefetch comparison (lines starting `FETCH`).
 
 use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
 use std::hint::black_box;
 use std::time::Duration;
 
-use aio::checksum::{crc16_t10dif, crc16_t10dif_intervals, crc64_nvme, crc64_nvme_intervals};
+use aio::checksum::{
+    crc16_t10dif, crc16_t10dif_intervals, crc16_t10dif_intervals_fetch, crc64_nvme,
+    crc64_nvme_intervals, Fetch,
+};
 use crc::{Crc, Table, CRC_16_T10_DIF, CRC_64_NVME};
 use crc_fast::CrcAlgorithm;
 
@@ -282,9 +286,54 @@ fn alternating_report() {
     }
 }
 
+/// The multi-buffer kernel's two prefetch patterns ([`Fetch`]) on data in
+/// cache and in DRAM: 64 KiB in 512-byte intervals, the buffer chosen at
+/// random among `span` of a 256 MiB array (1: one buffer, in L2; 256: 16
+/// MiB, in L3; 4096: all of it, mostly DRAM).  Alternating, medians of
+/// nine rounds of 2000 buffers each; lines start `FETCH`.
+fn fetch_report() {
+    const BUF: usize = 64 * 1024;
+    const SPANS: [usize; 3] = [1, 256, 4096];
+    let mut s = 0x9E37_79B9_7F4A_7C15u64;
+    let big: Vec<u8> = (0..SPANS[2] * BUF)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            s as u8
+        })
+        .collect();
+    let mut out = [0u16; BUF / 512];
+    let mut pick = 0usize;
+    for span in SPANS {
+        let mut ns = [Vec::new(), Vec::new()];
+        for _ in 0..9 {
+            for (k, fetch) in [Fetch::Near, Fetch::Far].into_iter().enumerate() {
+                let t = std::time::Instant::now();
+                for _ in 0..2000 {
+                    pick = (pick * 2_654_435_761 + 12_345) % span;
+                    let d = &big[pick * BUF..(pick + 1) * BUF];
+                    crc16_t10dif_intervals_fetch(black_box(d), 512, &mut out, fetch);
+                    black_box(&out);
+                }
+                ns[k].push(t.elapsed().as_nanos() as f64 / 2000.0);
+            }
+        }
+        for v in &mut ns {
+            v.sort_by(|a, b| a.total_cmp(b));
+        }
+        let (near, far) = (ns[0][4], ns[1][4]);
+        println!(
+            "FETCH span {span:4} x 64 KiB: Near {near:6.0} ns  Far {far:6.0} ns  Far/Near {:.2}",
+            far / near
+        );
+    }
+}
+
 fn main() {
     benches();
     Criterion::default().configure_from_args().final_summary();
     // The alternating pass takes a few seconds.
     alternating_report();
+    fetch_report();
 }

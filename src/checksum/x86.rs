@@ -296,17 +296,18 @@ pub(super) fn register(data: &[u8], c: &FoldConsts, reflected: bool, wide: bool)
 /// Calls `emit(i, register)` for the leading `interval & !15` bytes of each
 /// interval `i`; returns `false` (doing nothing) without PCLMULQDQ.
 /// `interval >= 16`, `data.len()` a multiple of `interval`; `wide` as for
-/// [`register`].
+/// [`register`]; `fetch` is used by the AVX-512 kernel only.
 pub(super) fn registers_of_intervals(
     data: &[u8],
     interval: usize,
     c: &FoldConsts,
     reflected: bool,
     wide: bool,
+    fetch: super::Fetch,
     mut emit: impl FnMut(usize, u64),
 ) -> bool {
     assert!(interval >= 16 && data.len().is_multiple_of(interval));
-    if wide && avx512::registers_of_intervals(data, interval, c, reflected, &mut emit) {
+    if wide && avx512::registers_of_intervals(data, interval, c, reflected, fetch, &mut emit) {
         return true;
     }
     if !available() {

@@ -17,7 +17,9 @@
 //! app tag is `0xFFFF`; Type 3 skips one whose app tag is `0xFFFF` and whose
 //! ref tag is all ones.
 
-use crate::checksum::{crc16_t10dif, crc16_t10dif_intervals, crc64_nvme, crc64_nvme_intervals};
+use crate::checksum::{
+    crc16_t10dif, crc16_t10dif_intervals_fetch, crc64_nvme, crc64_nvme_intervals_fetch, Fetch,
+};
 
 /// The guard (checksum) and tuple layout.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -149,9 +151,10 @@ impl Format {
     }
 
     /// Call `f(i, guard)` for each interval of `data` (a multiple of the
-    /// interval), using the batched checksum functions.
+    /// interval), using the batched checksum functions, prefetching as
+    /// `fetch` says.
     #[inline]
-    fn for_each_guard(&self, data: &[u8], mut f: impl FnMut(usize, u64)) {
+    fn for_each_guard(&self, data: &[u8], fetch: Fetch, mut f: impl FnMut(usize, u64)) {
         let iv = self.interval;
         debug_assert_eq!(data.len() % iv, 0);
         let mut base = 0;
@@ -160,14 +163,14 @@ impl Format {
             match self.guard {
                 Guard::Crc16 => {
                     let mut g = [0u16; BATCH];
-                    crc16_t10dif_intervals(chunk, iv, &mut g[..n]);
+                    crc16_t10dif_intervals_fetch(chunk, iv, &mut g[..n], fetch);
                     for (k, v) in g[..n].iter().enumerate() {
                         f(base + k, *v as u64);
                     }
                 }
                 Guard::Crc64 => {
                     let mut g = [0u64; BATCH];
-                    crc64_nvme_intervals(chunk, iv, &mut g[..n]);
+                    crc64_nvme_intervals_fetch(chunk, iv, &mut g[..n], fetch);
                     for (k, v) in g[..n].iter().enumerate() {
                         f(base + k, *v);
                     }
@@ -183,7 +186,8 @@ impl Format {
     pub fn generate(&self, data: &[u8], seed: u64, out: &mut [u8]) {
         let ts = self.tuple_size();
         assert!(out.len() >= data.len() / self.interval * ts);
-        self.for_each_guard(data, |i, g| {
+        // A read's data, just stored by the device, is partly in cache.
+        self.for_each_guard(data, Fetch::Near, |i, g| {
             let r = self.ref_tag(seed.wrapping_add(i as u64));
             self.put_tuple(&mut out[i * ts..(i + 1) * ts], g, 0, r);
         });
@@ -204,7 +208,10 @@ impl Format {
         let ts = self.tuple_size();
         assert!(pi.len() >= data.len() / self.interval * ts);
         let mut bad: Option<usize> = None;
-        self.for_each_guard(data, |i, g| {
+        // A write's data may have been filled long before it is submitted
+        // (a database's checkpoint): in DRAM `Far` saves ~1.2 us per 64 KiB,
+        // in L2 it costs ~0.09 us (see `Fetch`).
+        self.for_each_guard(data, Fetch::Far, |i, g| {
             if bad.is_some() {
                 return;
             }

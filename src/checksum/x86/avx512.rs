@@ -13,6 +13,7 @@
 
 use super::{fold, load, pair, reduce, xor, LANES};
 use crate::checksum::consts::FoldConsts;
+use crate::checksum::Fetch;
 use core::arch::x86_64::*;
 
 /// Whether the CPU has everything these kernels use.
@@ -84,13 +85,20 @@ unsafe fn load4<const REFLECTED: bool>(p: *const u8) -> __m512i {
     }
 }
 
-/// Hint the cache to fetch the line at `p` (any address: never faults).
+/// Hint the cache to fetch the line at `p` (any address: never faults):
+/// into L1 (`PREFETCHT0`), or with `TO_L2` into L2 (`PREFETCHT1`).
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,vpclmulqdq,pclmulqdq,sse2,ssse3,sse4.1")]
-fn prefetch(p: *const u8) {
-    // SAFETY: PREFETCHT0 is a hint; it does not access memory
-    // architecturally and never faults, whatever the address.
-    unsafe { _mm_prefetch::<_MM_HINT_T0>(p.cast()) }
+fn prefetch<const TO_L2: bool>(p: *const u8) {
+    // SAFETY: PREFETCHT0/T1 are hints; they do not access memory
+    // architecturally and never fault, whatever the address.
+    unsafe {
+        if TO_L2 {
+            _mm_prefetch::<_MM_HINT_T1>(p.cast())
+        } else {
+            _mm_prefetch::<_MM_HINT_T0>(p.cast())
+        }
+    }
 }
 
 /// `c.init` in the first block, zero elsewhere.
@@ -182,13 +190,15 @@ unsafe fn fold_buffer<const REFLECTED: bool>(data: &[u8], c: &FoldConsts) -> __m
 }
 
 /// Reduced registers of the first `interval & !15` bytes of each of
-/// `LANES` consecutive intervals at `base`; `interval >= 64`.
+/// `LANES` consecutive intervals at `base`; `interval >= 64`.  `FAR`: the
+/// prefetches go two groups ahead into L2 instead of one group ahead into
+/// L1 (see [`Fetch`]).
 ///
 /// # Safety
 /// The CPU must support the enabled features, and
 /// `base .. base + LANES * interval` must be readable.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,vpclmulqdq,pclmulqdq,sse2,ssse3,sse4.1")]
-unsafe fn crc_lanes<const REFLECTED: bool>(
+unsafe fn crc_lanes<const REFLECTED: bool, const FAR: bool>(
     base: *const u8,
     interval: usize,
     c: &FoldConsts,
@@ -211,15 +221,22 @@ unsafe fn crc_lanes<const REFLECTED: bool>(
     // KiB reads, 3 alternating runs): 5.4/6.4/5.6 us per read instead of
     // 9.0/8.0/10.3.  A prefetch never faults, so running past the end of
     // the data is harmless (wrapping address arithmetic, no access).
-    let mut next = base.wrapping_add(LANES * interval);
+    // With `FAR`, the group after next, into L2 (see [`Fetch::Far`]).
+    let ahead = if FAR { 2 } else { 1 };
+    let mut next = base.wrapping_add(ahead * LANES * interval);
     for _ in 0..LANES {
-        prefetch(next);
+        prefetch::<FAR>(next);
         next = next.wrapping_add(64);
     }
     let mut off = 64;
     while off < wide {
         for (i, ai) in a.iter_mut().enumerate() {
-            prefetch(next);
+            prefetch::<FAR>(next);
+            if FAR {
+                // And the next group into L1, as without `FAR`: data in
+                // L2 or L3 then costs about the same both ways.
+                prefetch::<false>(next.wrapping_sub(LANES * interval));
+            }
             next = next.wrapping_add(64);
             // SAFETY: off + 64 <= wide <= interval: inside interval i.
             let d = unsafe { load4::<REFLECTED>(base.add(i * interval + off)) };
@@ -273,6 +290,7 @@ pub(super) fn registers_of_intervals(
     interval: usize,
     c: &FoldConsts,
     reflected: bool,
+    fetch: Fetch,
     mut emit: impl FnMut(usize, u64),
 ) -> bool {
     if interval < 64 || !available() {
@@ -281,6 +299,16 @@ pub(super) fn registers_of_intervals(
     assert!(data.len().is_multiple_of(interval));
     let count = data.len() / interval;
     let mut i = 0;
+    if fetch == Fetch::Far {
+        // The first group is read at once; the second is fetched now
+        // (each group then fetches the one after next).
+        let second =
+            &data[(LANES * interval).min(data.len())..(2 * LANES * interval).min(data.len())];
+        for line in second.chunks(64) {
+            // SAFETY: features detected above; a prefetch only hints.
+            unsafe { prefetch::<true>(line.as_ptr()) };
+        }
+    }
     // Lockstep also for long intervals: at 4096 bytes it measured 5-8%
     // faster than one interval at a time with four accumulators
     // (alternating A/B pass of benches/crc.rs).
@@ -288,10 +316,11 @@ pub(super) fn registers_of_intervals(
         let group = &data[i * interval..(i + LANES) * interval];
         // SAFETY: features detected above; `group` holds LANES intervals.
         let regs = unsafe {
-            if reflected {
-                crc_lanes::<true>(group.as_ptr(), interval, c)
-            } else {
-                crc_lanes::<false>(group.as_ptr(), interval, c)
+            match (reflected, fetch) {
+                (true, Fetch::Near) => crc_lanes::<true, false>(group.as_ptr(), interval, c),
+                (false, Fetch::Near) => crc_lanes::<false, false>(group.as_ptr(), interval, c),
+                (true, Fetch::Far) => crc_lanes::<true, true>(group.as_ptr(), interval, c),
+                (false, Fetch::Far) => crc_lanes::<false, true>(group.as_ptr(), interval, c),
             }
         };
         for (j, r) in regs.into_iter().enumerate() {
