@@ -190,9 +190,9 @@ unsafe fn fold_buffer<const REFLECTED: bool>(data: &[u8], c: &FoldConsts) -> __m
 }
 
 /// Reduced registers of the first `interval & !15` bytes of each of
-/// `LANES` consecutive intervals at `base`; `interval >= 64`.  `FAR`: the
-/// prefetches go two groups ahead into L2 instead of one group ahead into
-/// L1 (see [`Fetch`]).
+/// `LANES` consecutive intervals at `base`; `interval >= 64`.  The next
+/// group is prefetched into L1; with `FAR` the group after next into L2
+/// as well (see [`Fetch`]).
 ///
 /// # Safety
 /// The CPU must support the enabled features, and
