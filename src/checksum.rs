@@ -123,23 +123,23 @@ pub enum Fetch {
 /// CRC-16/T10-DIF of each `interval`-byte chunk of `data` into `out`
 /// (`data.len() == out.len() * interval`).
 pub fn crc16_t10dif_intervals(data: &[u8], interval: usize, out: &mut [u16]) {
-    crc16_intervals_with(data, interval, out, Kernel::Best, Fetch::Near)
+    crc16_t10dif_intervals_fetch(data, interval, out, Fetch::Near)
 }
 
 /// CRC-64/NVME of each `interval`-byte chunk of `data` into `out`
 /// (`data.len() == out.len() * interval`).
 pub fn crc64_nvme_intervals(data: &[u8], interval: usize, out: &mut [u64]) {
-    crc64_intervals_with(data, interval, out, Kernel::Best, Fetch::Near)
+    crc64_nvme_intervals_fetch(data, interval, out, Fetch::Near)
 }
 
 /// [`crc16_t10dif_intervals`] with the prefetching chosen by `fetch`.
 pub fn crc16_t10dif_intervals_fetch(data: &[u8], interval: usize, out: &mut [u16], fetch: Fetch) {
-    crc16_intervals_with(data, interval, out, Kernel::Best, fetch)
+    intervals_with(&T10DIF_ALGO, data, interval, out, Kernel::Best, fetch)
 }
 
 /// [`crc64_nvme_intervals`] with the prefetching chosen by `fetch`.
 pub fn crc64_nvme_intervals_fetch(data: &[u8], interval: usize, out: &mut [u64], fetch: Fetch) {
-    crc64_intervals_with(data, interval, out, Kernel::Best, fetch)
+    intervals_with(&NVME_ALGO, data, interval, out, Kernel::Best, fetch)
 }
 
 /// What tells the two CRCs apart in the shared dispatch below: the folding
@@ -234,26 +234,6 @@ fn crc16_with(data: &[u8], kernel: Kernel) -> u16 {
 
 fn crc64_with(data: &[u8], kernel: Kernel) -> u64 {
     crc_with(&NVME_ALGO, data, kernel)
-}
-
-fn crc16_intervals_with(
-    data: &[u8],
-    interval: usize,
-    out: &mut [u16],
-    kernel: Kernel,
-    fetch: Fetch,
-) {
-    intervals_with(&T10DIF_ALGO, data, interval, out, kernel, fetch)
-}
-
-fn crc64_intervals_with(
-    data: &[u8],
-    interval: usize,
-    out: &mut [u64],
-    kernel: Kernel,
-    fetch: Fetch,
-) {
-    intervals_with(&NVME_ALGO, data, interval, out, kernel, fetch)
 }
 
 #[cfg(test)]
@@ -354,8 +334,8 @@ mod tests {
                 for (k, f) in KERNELS.into_iter().flat_map(|k| FETCHES.map(|f| (k, f))) {
                     let mut o16 = vec![0u16; count];
                     let mut o64 = vec![0u64; count];
-                    crc16_intervals_with(&v, interval, &mut o16, k, f);
-                    crc64_intervals_with(&v, interval, &mut o64, k, f);
+                    intervals_with(&T10DIF_ALGO, &v, interval, &mut o16, k, f);
+                    intervals_with(&NVME_ALGO, &v, interval, &mut o64, k, f);
                     for (i, ch) in v.chunks_exact(interval).enumerate() {
                         let what = format!("{k:?} {f:?} {interval}x{count} #{i}");
                         assert_eq!(o16[i], REF16.checksum(ch), "{what}");
@@ -441,8 +421,8 @@ mod tests {
         for (k, f) in KERNELS.into_iter().flat_map(|k| FETCHES.map(|f| (k, f))) {
             let mut o16 = vec![0u16; count];
             let mut o64 = vec![0u64; count];
-            crc16_intervals_with(d, interval, &mut o16, k, f);
-            crc64_intervals_with(d, interval, &mut o64, k, f);
+            intervals_with(&T10DIF_ALGO, d, interval, &mut o16, k, f);
+            intervals_with(&NVME_ALGO, d, interval, &mut o64, k, f);
             for (i, chunk) in d.chunks_exact(interval).enumerate() {
                 let what = format!("{k:?} {f:?} interval {interval} #{i} {what}");
                 assert_eq!(o16[i], T10DIF.checksum(chunk), "crc16 {what}");
