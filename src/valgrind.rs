@@ -10,7 +10,9 @@
 //! Valgrind's model of `io_submit` also reads every iovec array it is given
 //! itself, so a system call that relies on the *kernel* refusing a bad
 //! array would crash valgrind: the PI error path asks [`running`] first
-//! (`pi::submit::first_error`).
+//! (`pi::submit::first_error`).  The PI memory proofs ask it too
+//! (`sys::store_writable`, `pi::caller::CallerMem::read_and_probe`), since
+//! valgrind emulates the calls they rely on.
 //!
 //! Outside valgrind a request is a sequence of no-op instructions
 //! (rotations by a total of 128 bits, then `xchg rbx,rbx`/`orr
@@ -31,7 +33,7 @@ pub fn declare_defined(addr: usize, len: usize) {
 }
 
 /// Whether this program runs under valgrind (any tool).  A few
-/// instructions; asked only on error paths.
+/// instructions; asked on PI paths only (never by plain I/O).
 pub fn running() -> bool {
     client_request(&[RUNNING_ON_VALGRIND, 0, 0, 0, 0, 0]) != 0
 }

@@ -194,8 +194,8 @@ impl CallerMem {
     /// `dst` (its tuples) and prove every byte of `probe` (its data)
     /// readable.  `true` if both hold.  The unproven parts go to the kernel
     /// in one [`sys::SelfMem::gather`]: `src` whole, and one byte of every
-    /// unproven page of `probe` (protection is per page) into a scratch
-    /// buffer.  That is one system call instead of a `MADV_POPULATE_READ`
+    /// unproven page of `probe` (protection is per page), into one buffer
+    /// of ours.  That is one system call instead of a `MADV_POPULATE_READ`
     /// per range (a 64 KiB write and its tuples: ~1.7 against ~3.2 us, hot).
     /// Where it fails for any reason (an unreadable byte, a seccomp filter,
     /// over `VM_IOV_MAX` pages), and under valgrind (which would check the

@@ -120,8 +120,9 @@ fn store_read_pi(
     // for certain.
     if sys::store_writable(&range) {
         // SAFETY: the kernel has just stored into every page of these
-        // `pi_len` bytes, so they are mapped and writable.  Only a thread of the caller unmapping them at this very
-        // moment, while reaping the I/O they belong to, could undo that.
+        // `pi_len` bytes, so they are mapped and writable.  Only a thread
+        // of the caller unmapping them at this very moment, while reaping
+        // the I/O they belong to, could undo that.
         let out = unsafe { core::slice::from_raw_parts_mut(pi_addr as *mut u8, pi_len) };
         fill_read_pi(data, res, out, format, seed);
         return true;

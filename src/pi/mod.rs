@@ -50,13 +50,15 @@
 //! read directly ([`caller::CallerMem`]):
 //! * the refused iocb and its slot in the array: the kernel has just read
 //!   them, so their pages are readable;
-//! * the iocbs after it, the iovec arrays and a write's PI tuples: read
-//!   from pages already proven in this call, or proven first (a few
-//!   ranges: `MADV_POPULATE_READ` each; many: one `process_vm_readv`
-//!   copy), `-EFAULT` otherwise;
-//! * a write's data is not copied: every page of it is first proven
-//!   readable by the kernel (`sys::probe_readable`; a buffer shared by
-//!   several writes of the batch once), then the tuples are verified
+//! * the iocbs after it and the iovec arrays: read from pages already
+//!   proven in this call, or proven first (a few ranges:
+//!   `MADV_POPULATE_READ` each; many: one `process_vm_readv` copy),
+//!   `-EFAULT` otherwise;
+//! * a write's data is not copied: its tuples, and one byte of every page
+//!   of its data not proven yet (a buffer shared by several writes of the
+//!   batch once), are read by the kernel in one `process_vm_writev`
+//!   (`CallerMem::read_and_probe`; where that fails, `sys::probe_readable`
+//!   and the copy above answer), then the tuples are verified
 //!   directly against the caller's buffers, and the shadow `PWRITEV`
 //!   writes from those same buffers.  Every tuple is verified against the
 //!   data as it is at `io_submit`, before any byte is written; like any
