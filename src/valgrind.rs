@@ -11,7 +11,8 @@
 //! itself, so a system call that relies on the *kernel* refusing a bad
 //! array would crash valgrind: the PI error path asks [`running`] first
 //! (`pi::submit::first_error`).  The PI memory proofs ask it too
-//! (`sys::store_writable`, `pi::caller::CallerMem::read_and_probe`), since
+//! (`sys::store_writable`, `sys::touch_writable`, `sys::page_readable`,
+//! `pi::caller::CallerMem::read_and_probe`), since
 //! valgrind emulates the calls they rely on.
 //!
 //! Outside valgrind a request is a sequence of no-op instructions

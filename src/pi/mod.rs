@@ -54,11 +54,13 @@
 //!   proven in this call, or proven first (a few ranges:
 //!   `MADV_POPULATE_READ` each; many: one `process_vm_readv` copy),
 //!   `-EFAULT` otherwise;
-//! * a write's data is not copied: its tuples, and one byte of every page
-//!   of its data not proven yet (a buffer shared by several writes of the
-//!   batch once), are read by the kernel in one `process_vm_writev`
-//!   (`CallerMem::read_and_probe`; where that fails, `sys::probe_readable`
-//!   and the copy above answer), then the tuples are verified
+//! * a write's data is not copied: every page of its tuples and of its
+//!   data not proven yet (a buffer shared by several writes of the batch
+//!   once) is read by the kernel, 8 bytes of it, in a system call that
+//!   changes nothing (`sys::page_readable`; where that cannot answer, one
+//!   `process_vm_writev` of the tuples and a byte per page, and then
+//!   `sys::probe_readable` and the copy above: `CallerMem::read_and_probe`),
+//!   the tuples are copied, then verified
 //!   directly against the caller's buffers, and the shadow `PWRITEV`
 //!   writes from those same buffers.  Every tuple is verified against the
 //!   data as it is at `io_submit`, before any byte is written; like any
@@ -66,8 +68,9 @@
 //!   flight is written as changed.  (Only an interval straddling two
 //!   iovecs is copied, into a stack buffer, to be checksummed.)
 //! * a read's data lands in the caller's buffers (checked by the kernel);
-//!   its PI buffer is proven writable at submit (`MADV_POPULATE_WRITE`,
-//!   or a kernel-checked write of zeros) and filled directly when the
+//!   its PI buffer is proven writable at submit (the kernel ORs 0 into a
+//!   word of each page, `sys::touch_writable`; or a kernel-checked write
+//!   of zeros) and filled directly when the
 //!   completion is reaped: tuples for the intervals read, zeros after,
 //!   once the kernel has stored into each of its pages again
 //!   (`sys::store_writable`; the caller may have unmapped it meanwhile).
