@@ -378,27 +378,36 @@ fn load_8(at: usize) -> c_long {
     )
 }
 
-/// Whether [`load_8`] answers as documented here (asked once: a kernel
-/// address must give `-EFAULT`, a word of ours `-EINVAL`; a kernel that
-/// looked at `how` first, or a seccomp filter, would fail that), and we do
-/// not run under valgrind (which emulates the call).
+/// The answer of `ask` (whether a proof's system call answers as
+/// documented on this kernel), asked once and kept in `cell` (0: not asked
+/// yet, 1: yes, 2: no), and `false` under valgrind (which emulates these
+/// calls).  Relaxed: threads racing to ask get the same answer and store
+/// the same value.
+fn answers_once(cell: &AtomicU8, ask: fn() -> bool) -> bool {
+    if crate::valgrind::running() {
+        return false;
+    }
+    match cell.load(Ordering::Relaxed) {
+        1 => true,
+        2 => false,
+        _ => {
+            let yes = ask();
+            cell.store(if yes { 1 } else { 2 }, Ordering::Relaxed);
+            yes
+        }
+    }
+}
+
+/// Whether [`load_8`] answers as documented: a kernel address must give
+/// `-EFAULT`, a word of ours `-EINVAL` (a kernel that looked at `how`
+/// first, or a seccomp filter, would fail that).
 fn loads_answer() -> bool {
-    /// 0: not asked yet, 1: yes, 2: no.  Relaxed: every thread that races
-    /// to ask gets the same answer and stores the same value.
     static ANSWER: AtomicU8 = AtomicU8::new(0);
-    match ANSWER.load(Ordering::Relaxed) {
-        1 => return !crate::valgrind::running(),
-        2 => return false,
-        _ => {}
-    }
-    let word = 0u64;
-    let yes = !crate::valgrind::running()
-        && load_8(usize::MAX & !(PROBE_STEP - 1)) == -(libc::EFAULT as c_long)
-        && load_8(core::ptr::addr_of!(word) as usize) == -(libc::EINVAL as c_long);
-    if !crate::valgrind::running() {
-        ANSWER.store(if yes { 1 } else { 2 }, Ordering::Relaxed);
-    }
-    yes
+    answers_once(&ANSWER, || {
+        let word = 0u64;
+        load_8(usize::MAX & !(PROBE_STEP - 1)) == -(libc::EFAULT as c_long)
+            && load_8(core::ptr::addr_of!(word) as usize) == -(libc::EINVAL as c_long)
+    })
 }
 
 /// Whether the kernel can read the 4 KiB page of `at`, proven without
@@ -443,6 +452,20 @@ fn or_zero(word: usize) -> c_long {
     )
 }
 
+/// Whether [`or_zero`] answers as documented: a word of ours `-ENOSYS`
+/// (done), a word in read-only memory `-EFAULT` (a kernel that looked at
+/// the comparison before the operation would answer `-ENOSYS` there).
+fn stores_answer() -> bool {
+    static ANSWER: AtomicU8 = AtomicU8::new(0);
+    /// Immutable, so in a read-only mapping.
+    static READ_ONLY: u32 = 0;
+    answers_once(&ANSWER, || {
+        let word = AtomicU32::new(0);
+        or_zero(word.as_ptr() as usize) == -(libc::ENOSYS as c_long)
+            && or_zero(core::ptr::addr_of!(READ_ONLY) as usize) == -(libc::EFAULT as c_long)
+    })
+}
+
 /// Whether every page of `v` is writable, proven without changing a byte:
 /// for each 4 KiB page, `FUTEX_WAKE_OP` has the kernel atomically OR 0
 /// into the aligned word holding `v`'s first byte on that page (the
@@ -454,9 +477,9 @@ fn or_zero(word: usize) -> c_long {
 /// `-EFAULT`.  Measured on the QD1 PI read stream's submit (one page, TSC,
 /// median after the sleep of the previous read): ~1,560 cycles against
 /// ~2,960 for `MADV_POPULATE_WRITE`.  Ranges over [`STORE_MAX_PAGES`]
-/// pages, and every range under valgrind (which does not model the
-/// operation), take `MADV_POPULATE_WRITE`; so does anything but
-/// `-ENOSYS` or `-EFAULT` (a seccomp filter, another kernel's answer).
+/// pages, every range where the call does not answer as documented (see
+/// [`stores_answer`]) and under valgrind take `MADV_POPULATE_WRITE`; so
+/// does anything but `-ENOSYS` or `-EFAULT` (a seccomp filter).
 pub fn touch_writable(v: &libc::iovec) -> bool {
     if v.iov_len == 0 {
         return true;
@@ -466,7 +489,7 @@ pub fn touch_writable(v: &libc::iovec) -> bool {
         return false;
     };
     let first_page = start & !(PROBE_STEP - 1);
-    if end - first_page > STORE_MAX_PAGES * PROBE_STEP || crate::valgrind::running() {
+    if end - first_page > STORE_MAX_PAGES * PROBE_STEP || !stores_answer() {
         return populate_write(v);
     }
     let mut page = first_page;
@@ -951,6 +974,9 @@ mod tests {
             assert_eq!(page_readable(a), Some(false), "{:#x}", a - b);
         }
         assert_eq!(page_readable(usize::MAX - 7), Some(false));
+        // Both one-call-a-page proofs answer as documented on this kernel
+        // (their self-checks pass), so the paths above are theirs.
+        assert!(loads_answer() && stores_answer());
         // Its one-word proof itself (not its MADV_POPULATE_WRITE
         // fallback) answers on this kernel: the operation done on a
         // writable page, refused on the others.
