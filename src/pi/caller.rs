@@ -267,15 +267,29 @@ impl CallerMem {
         if !self.each_unproven_page(ranges(), |a| sys::page_readable(a) == Some(true)) {
             return false;
         }
+        self.proven_write(src, probe, Some(dst));
+        true
+    }
+
+    /// After a fast path of [`CallerMem::read_and_probe`] proved `src` and
+    /// `probe`: record them as proven and, with `copy_into`, copy `src`
+    /// into it directly (our own buffer of the same length).
+    fn proven_write(
+        &mut self,
+        src: libc::iovec,
+        probe: &[libc::iovec],
+        copy_into: Option<&mut [u8]>,
+    ) {
         self.proven(src.iov_base as usize, src.iov_len);
         for v in probe {
             self.proven(v.iov_base as usize, v.iov_len);
         }
-        if !dst.is_empty() {
+        if let Some(dst) = copy_into.filter(|d| !d.is_empty()) {
+            debug_assert_eq!(dst.len(), src.iov_len);
             // SAFETY: every page of `src` was read by the kernel in this
-            // call (just above, or earlier); the caller may not unmap it
-            // during the call (module documentation).  `dst` is our own
-            // buffer of the same length.
+            // call (by the caller's proof, or earlier); the caller may not
+            // unmap it during the call (module documentation).  `dst` is
+            // our own buffer of the same length.
             unsafe {
                 core::ptr::copy_nonoverlapping(
                     src.iov_base as *const u8,
@@ -284,7 +298,6 @@ impl CallerMem {
                 )
             };
         }
-        true
     }
 
     /// The second path of [`CallerMem::read_and_probe`]; `false` means
@@ -336,23 +349,7 @@ impl CallerMem {
         if copy_src {
             dst.copy_from_slice(&landing[..copied]);
         }
-        self.proven(src.iov_base as usize, src.iov_len);
-        for v in probe {
-            self.proven(v.iov_base as usize, v.iov_len);
-        }
-        if !copy_src && !dst.is_empty() {
-            // SAFETY: every byte of `src` lies in pages the kernel read (or
-            // probed readable) in this call; the caller may not unmap them
-            // during it (module documentation).  `dst` is our own buffer of
-            // the same length.
-            unsafe {
-                core::ptr::copy_nonoverlapping(
-                    src.iov_base as *const u8,
-                    dst.as_mut_ptr(),
-                    dst.len(),
-                )
-            };
-        }
+        self.proven_write(src, probe, (!copy_src).then_some(dst));
         true
     }
 
