@@ -7,6 +7,12 @@
  *  - a read whose PI buffer is made inaccessible, or read-only, while the
  *    read is in flight: no crash, the event reports -EFAULT, and a
  *    read-only buffer is left as it was;
+ *  - a read whose data buffer (three pieces, the middle one the changed
+ *    one) is unmapped or made inaccessible after io_submit, before the
+ *    event is reaped: no crash (the library once computed the PI from the
+ *    unmapped pages and faulted in io_getevents), the event reports
+ *    -EFAULT and the PI buffer holds zeros; made read-only instead: the
+ *    read completes with correct tuples;
  *  - PI iocbs in a page another thread write-protects and unprotects
  *    while they are being submitted: each io_submit returns a count (the
  *    kernel's -EFAULT for an iocb whose aio_key it cannot store), never a
@@ -115,6 +121,47 @@ static void pi_buffer_changed_in_flight(io_context_t ctx, int fd, int prot, cons
 	}
 	munmap(pi, 4096);
 	free(data);
+}
+
+/* A 64 KiB PI read into three data pieces (16 KiB of ours, 32 KiB of a
+ * mapping whose protection becomes `prot` after io_submit, or which is
+ * unmapped if `prot` < 0, then 16 KiB of ours); `file` is the file's
+ * first 64 KiB. */
+static void data_changed_in_flight(io_context_t ctx, int fd, const uint8_t *file, int prot, const char *what)
+{
+	enum { Q = RLEN / 4 };
+	uint8_t *a = xalloc(Q), *c = xalloc(Q), *pi = xalloc(RPI), want[RPI], zeros[RPI];
+	uint8_t *m = mmap(NULL, 2 * Q, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (m == MAP_FAILED) {
+		CHECKF(0, "mmap");
+		return;
+	}
+	CHECK_EQ_MSG(pwrite(fd, file, RLEN, 0), RLEN, "file rewritten");
+	memset(pi, 0x55, RPI);
+	memset(zeros, 0, RPI);
+	struct iovec v[4] = { { a, Q }, { m, 2 * Q }, { c, Q }, { pi, RPI } };
+	struct iocb io;
+	io_prep_preadvm(&io, fd, v, 4, 0);
+	io.data = (void *)0x5A;
+	CHECK_EQ_MSG(submit1(ctx, &io), 1, what);
+	CHECK_EQ_MSG(prot < 0 ? munmap(m, 2 * Q) : mprotect(m, 2 * Q, prot), 0, "munmap/mprotect");
+	struct io_event ev;
+	CHECK_EQ_MSG(reap1(ctx, &ev), 1, "reaped, no crash");
+	CHECKF(ev.obj == &io && ev.data == (void *)0x5A, "%s: the caller's obj and data", what);
+	if (prot >= 0 && (prot & PROT_READ)) {
+		expected_pi(T1, want, file, RLEN, 0);
+		CHECKF((long)ev.res == RLEN && memcmp(pi, want, RPI) == 0 && memcmp(m, file + Q, 2 * Q) == 0,
+		       "%s: res %ld (want %d) and correct tuples", what, (long)ev.res, RLEN);
+		munmap(m, 2 * Q);
+	} else {
+		CHECKF((long)ev.res == -EFAULT && memcmp(pi, zeros, RPI) == 0,
+		       "%s: res %ld (want -EFAULT) and a zeroed PI buffer", what, (long)ev.res);
+		if (prot == PROT_NONE)
+			munmap(m, 2 * Q);
+	}
+	free(a);
+	free(c);
+	free(pi);
 }
 
 static volatile int stop_toggling;
@@ -256,6 +303,9 @@ int main(void)
 	writes_with_no_fd_to_spare(ctx, fd);
 	pi_buffer_changed_in_flight(ctx, fd, PROT_NONE, "PI buffer made inaccessible in flight");
 	pi_buffer_changed_in_flight(ctx, fd, PROT_READ, "PI buffer made read-only in flight");
+	data_changed_in_flight(ctx, fd, d, -1, "data unmapped in flight");
+	data_changed_in_flight(ctx, fd, d, PROT_NONE, "data made inaccessible in flight");
+	data_changed_in_flight(ctx, fd, d, PROT_READ, "data made read-only in flight");
 	freed_plain_iocb_at_a_shadow_address(fd);
 	iocb_page_protected_meanwhile(ctx, fd);
 

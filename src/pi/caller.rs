@@ -360,6 +360,32 @@ impl CallerMem {
         self.vm().write_ranges(local, remote)
     }
 
+    /// Prove every byte of the caller's `ranges` readable now, without
+    /// copying (a read's data at its completion, before its PI is computed
+    /// from it: the caller may have unmapped or protected its buffers
+    /// while the read was in flight).  First choice: every unproven page
+    /// prefetched, then the kernel reads 8 bytes of each, one small system
+    /// call a page ([`sys::page_readable`]), up to [`LOAD_MAX_PAGES`]
+    /// pages.  Beyond that, or where any of those calls cannot answer or
+    /// answers "unreadable", the authoritative [`CallerMem::probe`].
+    pub fn prove_readable(&mut self, ranges: &[libc::iovec]) -> bool {
+        let mut pages = 0;
+        self.each_unproven_page(ranges.iter(), |a| {
+            prefetch(a);
+            pages += 1;
+            true
+        });
+        if pages <= LOAD_MAX_PAGES
+            && self.each_unproven_page(ranges.iter(), |a| sys::page_readable(a) == Some(true))
+        {
+            for v in ranges {
+                self.proven(v.iov_base as usize, v.iov_len);
+            }
+            return true;
+        }
+        self.probe(ranges)
+    }
+
     /// Prove the caller's `ranges` writable now, in order, for stores made
     /// later (a read's tuples, at its completion): the kernel ORs 0 into a
     /// word of each of its pages ([`sys::touch_writable`]: no byte
@@ -492,6 +518,51 @@ mod tests {
         assert_eq!(m.prove_writable(&[r(usize::MAX - 4, 8)]), 0);
         // SAFETY: unmapping our own mapping.
         unsafe { libc::munmap(b as *mut _, 3 * PG) };
+    }
+
+    #[test]
+    fn readable_proofs_find_every_unreadable_page_by_either_path() {
+        const PG: usize = 4096;
+        // LOAD_MAX_PAGES + 4 pages, all readable (one read-only), then one
+        // PROT_NONE and one unmapped page in the middle of a second area.
+        let n = LOAD_MAX_PAGES + 4;
+        let b = sys::anon_map(n * PG, libc::PROT_READ | libc::PROT_WRITE);
+        let h = sys::anon_map(4 * PG, libc::PROT_READ | libc::PROT_WRITE);
+        // SAFETY: our own fresh mappings.
+        unsafe {
+            assert_eq!(libc::mprotect(b as *mut _, PG, libc::PROT_READ), 0);
+            assert_eq!(libc::mprotect((h + PG) as *mut _, PG, libc::PROT_NONE), 0);
+            assert_eq!(libc::munmap((h + 2 * PG) as *mut _, PG), 0);
+        }
+        // Per-page calls (a few pages, split ranges sharing pages)...
+        let mut m = CallerMem::new();
+        assert!(m.prove_readable(&[r(b + 10, 3 * PG), r(b + 3 * PG + 10, 100), r(b, 0)]));
+        assert!(m.covers(b, 4 * PG) && !m.covers(b + 4 * PG, 1));
+        // ...and the probe path beyond LOAD_MAX_PAGES unproven pages.
+        assert!(CallerMem::new().prove_readable(&[r(b, n * PG)]));
+        for bad in [
+            r(h + PG + 100, 8),
+            r(h + 2 * PG - 1, 2),
+            r(h + 2 * PG, PG),
+            r(h, 4 * PG),
+            r(0, 8),
+            r(usize::MAX - 7, 8),
+        ] {
+            // Alone, behind good ranges, and behind many good pages.
+            assert!(!CallerMem::new().prove_readable(&[bad]));
+            assert!(!CallerMem::new().prove_readable(&[r(h, 8), r(h + 3 * PG, 8), bad]));
+            assert!(!CallerMem::new().prove_readable(&[r(b, n * PG), bad]));
+        }
+        // Proven pages are not asked again: an unreadable page inside
+        // them would not be found, but none is proven that was not read.
+        let mut m = CallerMem::new();
+        assert!(m.prove_readable(&[r(h, PG)]));
+        assert!(!m.prove_readable(&[r(h, PG + 1)]));
+        // SAFETY: unmapping our own mappings (the hole is already gone).
+        unsafe {
+            libc::munmap(b as *mut _, n * PG);
+            libc::munmap(h as *mut _, 4 * PG);
+        }
     }
 
     #[test]

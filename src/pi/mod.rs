@@ -72,8 +72,10 @@
 //!   word of each page, `sys::touch_writable`; or a kernel-checked write
 //!   of zeros) and filled directly when the
 //!   completion is reaped: tuples for the intervals read, zeros after,
-//!   once the kernel has stored into each of its pages again
-//!   (`sys::store_writable`; the caller may have unmapped it meanwhile).
+//!   once the kernel has stored into each page of the PI buffer again
+//!   (`sys::store_writable`) and read each page of the data read
+//!   (`CallerMem::prove_readable`): the caller may have unmapped or
+//!   protected either meanwhile, which gives `-EFAULT`, not a crash.
 //!
 //! A run of PI iocbs is checked as a whole (each kind of check once for
 //! all of them) and its shadows go out in order, in groups split before
