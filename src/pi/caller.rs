@@ -248,7 +248,18 @@ impl CallerMem {
     /// The first path of [`CallerMem::read_and_probe`]; `false` means
     /// "ask the next one", not necessarily "unreadable".
     fn load_and_probe(&mut self, dst: &mut [u8], src: libc::iovec, probe: &[libc::iovec]) -> bool {
-        let ranges = || core::iter::once(&src).chain(probe);
+        if !self.loads_prove(|| core::iter::once(&src).chain(probe)) {
+            return false;
+        }
+        self.proven_write(src, probe, Some(dst));
+        true
+    }
+
+    /// Whether the kernel read 8 bytes of every unproven page of
+    /// `ranges()`, one small system call a page ([`sys::page_readable`]),
+    /// with at most [`LOAD_MAX_PAGES`] of them (nothing is recorded).
+    /// `false` means "ask another proof", not necessarily "unreadable".
+    fn loads_prove<'a, I: Iterator<Item = &'a libc::iovec>>(&self, ranges: impl Fn() -> I) -> bool {
         // Start every page's address translation (and the fetch of the
         // line the kernel reads) at once, before the system calls walk
         // them one by one; the CRC then finds them translated.  A
@@ -261,14 +272,8 @@ impl CallerMem {
         });
         // A call per page costs more than one gather beyond a few dozen
         // pages (~0.12 us a page against ~0.04).
-        if pages > LOAD_MAX_PAGES {
-            return false;
-        }
-        if !self.each_unproven_page(ranges(), |a| sys::page_readable(a) == Some(true)) {
-            return false;
-        }
-        self.proven_write(src, probe, Some(dst));
-        true
+        pages <= LOAD_MAX_PAGES
+            && self.each_unproven_page(ranges(), |a| sys::page_readable(a) == Some(true))
     }
 
     /// After a fast path of [`CallerMem::read_and_probe`] proved `src` and
@@ -369,15 +374,7 @@ impl CallerMem {
     /// pages.  Beyond that, or where any of those calls cannot answer or
     /// answers "unreadable", the authoritative [`CallerMem::probe`].
     pub fn prove_readable(&mut self, ranges: &[libc::iovec]) -> bool {
-        let mut pages = 0;
-        self.each_unproven_page(ranges.iter(), |a| {
-            prefetch(a);
-            pages += 1;
-            true
-        });
-        if pages <= LOAD_MAX_PAGES
-            && self.each_unproven_page(ranges.iter(), |a| sys::page_readable(a) == Some(true))
-        {
+        if self.loads_prove(|| ranges.iter()) {
             for v in ranges {
                 self.proven(v.iov_base as usize, v.iov_len);
             }
