@@ -325,27 +325,20 @@ const STORE_MAX_PAGES: usize = 2;
 /// (which emulates the call and would write the mask itself, unchecked),
 /// take `MADV_POPULATE_WRITE` ([`populate_write`]) instead.
 pub fn store_writable(v: &libc::iovec) -> bool {
-    let start = v.iov_base as usize;
-    let Some(end) = start.checked_add(v.iov_len) else {
-        return false;
-    };
-    let first_page = start & !(PROBE_STEP - 1);
-    if v.iov_len < SIGSET_BYTES
-        || end - first_page > STORE_MAX_PAGES * PROBE_STEP
-        || crate::valgrind::running()
-    {
+    let Some((start, end)) =
+        few_pages(v).filter(|_| v.iov_len >= SIGSET_BYTES && !crate::valgrind::running())
+    else {
         return populate_write(v);
-    }
+    };
     // One store per page, each inside `v`: on the first page at `start`,
     // on each later page at its first byte, or, where fewer than 8 bytes
     // of `v` are left from there, at `end - 8` (still on that page, since
     // `end` is past its start, and still inside `v`, at least 8 long).
-    let mut page = first_page;
-    while page < end {
+    pages_of(start, end).all(|page| {
         let at = start.max(page).min(end - SIGSET_BYTES);
         // how = 0 with a NULL new set: nothing changes, the current mask
         // is stored at `at`.
-        if raw6(
+        raw6(
             libc::SYS_rt_sigprocmask as i64,
             0,
             0,
@@ -353,13 +346,23 @@ pub fn store_writable(v: &libc::iovec) -> bool {
             SIGSET_BYTES,
             0,
             0,
-        ) != 0
-        {
-            return false;
-        }
-        page += PROBE_STEP;
-    }
-    true
+        ) == 0
+    })
+}
+
+/// `[start, end)` of `v` where one system call a page proves it: at most
+/// [`STORE_MAX_PAGES`] 4 KiB pages.  `None` for more, and for a range
+/// that wraps the address space; both go to [`populate_write`], which
+/// answers `false` for the latter without a system call.
+fn few_pages(v: &libc::iovec) -> Option<(usize, usize)> {
+    let start = v.iov_base as usize;
+    let end = start.checked_add(v.iov_len)?;
+    (end - (start & !(PROBE_STEP - 1)) <= STORE_MAX_PAGES * PROBE_STEP).then_some((start, end))
+}
+
+/// The start of each 4 KiB page `[start, end)` touches (`start < end`).
+fn pages_of(start: usize, end: usize) -> impl Iterator<Item = usize> {
+    ((start & !(PROBE_STEP - 1))..end).step_by(PROBE_STEP)
 }
 
 /// `rt_sigprocmask(2)` with an invalid `how` (-1) and the new set at `at`:
@@ -484,22 +487,15 @@ pub fn touch_writable(v: &libc::iovec) -> bool {
     if v.iov_len == 0 {
         return true;
     }
-    let start = v.iov_base as usize;
-    let Some(end) = start.checked_add(v.iov_len) else {
-        return false;
-    };
-    let first_page = start & !(PROBE_STEP - 1);
-    if end - first_page > STORE_MAX_PAGES * PROBE_STEP || !stores_answer() {
+    let Some((start, end)) = few_pages(v).filter(|_| stores_answer()) else {
         return populate_write(v);
-    }
-    let mut page = first_page;
-    while page < end {
+    };
+    for page in pages_of(start, end) {
         match or_zero(start.max(page) & !3) {
             e if e == -(libc::ENOSYS as c_long) => {}
             e if e == -(libc::EFAULT as c_long) => return false,
             _ => return populate_write(v),
         }
-        page += PROBE_STEP;
     }
     true
 }
