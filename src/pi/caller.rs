@@ -73,6 +73,13 @@ impl CallerMem {
         }
     }
 
+    /// [`CallerMem::proven`] for each of `ranges`.
+    fn proven_ranges(&mut self, ranges: &[libc::iovec]) {
+        for v in ranges {
+            self.proven(v.iov_base as usize, v.iov_len);
+        }
+    }
+
     /// Whether every byte of `[addr, addr + len)` lies in proven pages.
     /// (A range spanning two separately proven, adjacent ranges that were
     /// not merged answers `false`: it is then simply checked again.)
@@ -128,9 +135,7 @@ impl CallerMem {
                 }
                 self.vm().read_ranges(&mut dst, &src)
             };
-            for v in &src[..got] {
-                self.proven(v.iov_base as usize, v.iov_len);
-            }
+            self.proven_ranges(&src[..got]);
             if got < unproven.len() {
                 stop = unproven[got];
             }
@@ -184,9 +189,7 @@ impl CallerMem {
         {
             return false;
         }
-        for v in &todo {
-            self.proven(v.iov_base as usize, v.iov_len);
-        }
+        self.proven_ranges(&todo);
         true
     }
 
@@ -286,9 +289,7 @@ impl CallerMem {
         copy_into: Option<&mut [u8]>,
     ) {
         self.proven(src.iov_base as usize, src.iov_len);
-        for v in probe {
-            self.proven(v.iov_base as usize, v.iov_len);
-        }
+        self.proven_ranges(probe);
         if let Some(dst) = copy_into.filter(|d| !d.is_empty()) {
             debug_assert_eq!(dst.len(), src.iov_len);
             // SAFETY: every page of `src` was read by the kernel in this
@@ -375,9 +376,7 @@ impl CallerMem {
     /// answers "unreadable", the authoritative [`CallerMem::probe`].
     pub fn prove_readable(&mut self, ranges: &[libc::iovec]) -> bool {
         if self.loads_prove(|| ranges.iter()) {
-            for v in ranges {
-                self.proven(v.iov_base as usize, v.iov_len);
-            }
+            self.proven_ranges(ranges);
             return true;
         }
         self.probe(ranges)
