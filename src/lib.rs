@@ -7,6 +7,7 @@
 //! * [`context`]: which contexts this process created (and may read);
 //! * [`ring`]: the kernel's mapped completion ring;
 //! * [`proven`]: caller memory the kernel has proven usable (per thread);
+//! * [`vma`]: caller memory proven usable by the kernel's mapping table;
 //! * [`setup`], [`submit`], [`reap`], [`queue`]: the library's semantics;
 //! * [`prep`]: the `io_prep_*` helpers;
 //! * [`pi`]: T10 protection information (`IO_CMD_P*VM`), kernel or emulated;
@@ -37,3 +38,4 @@ pub mod submit;
 #[allow(missing_docs)]
 pub mod sys;
 pub mod valgrind;
+pub mod vma;

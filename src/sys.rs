@@ -123,6 +123,14 @@ impl Drop for ErrnoGuard {
     }
 }
 
+/// System call `n` with up to six integer arguments, for modules that
+/// issue their own (`vma`): the raw result, `-errno` on failure, `errno`
+/// untouched.
+#[inline(always)]
+pub(crate) fn raw(n: i64, a: usize, b: usize, c: usize, d: usize, e: usize, f: usize) -> c_long {
+    raw6(n, a, b, c, d, e, f)
+}
+
 /// Syscall results are `long`; libaio's API returns `int`.  The kernel never
 /// returns a value outside `int` for these calls (counts are bounded by `nr`,
 /// which the kernel clamps to the ring size).
@@ -771,6 +779,20 @@ pub fn write_user<T: Copy>(dst: *mut T, val: T) -> Result<(), i32> {
     }
 }
 
+/// Tests that unmap pages to make holes, or map memory that could fill
+/// another test's hole, hold this while they run (unit tests run on
+/// parallel threads of one process): a hole filled by another thread's
+/// `mmap` would read as mapped.
+#[cfg(test)]
+pub(crate) fn layout_lock() -> std::sync::MutexGuard<'static, ()> {
+    static LAYOUT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let guard = LAYOUT.lock().unwrap_or_else(|e| e.into_inner());
+    // The library's own lazily made mapping (the page of `vma`'s state)
+    // must exist before a test makes a hole, or it would fill it.
+    crate::vma::prepare();
+    guard
+}
+
 /// Tests: a fresh private anonymous mapping of `len` bytes with protection
 /// `prot`, as an address (the caller unmaps it, or leaves it to the end of
 /// the test process).
@@ -816,6 +838,7 @@ mod tests {
 
     #[test]
     fn probing_finds_unreadable_pages_without_copying() {
+        let _layout = layout_lock();
         const PG: usize = 4096;
         // Five pages; the middle one made PROT_NONE, the last unmapped.
         let b = anon_map(5 * PG, libc::PROT_READ | libc::PROT_WRITE);
@@ -888,6 +911,7 @@ mod tests {
 
     #[test]
     fn store_proofs_stay_inside_the_range_and_stop_where_a_store_would_fault() {
+        let _layout = layout_lock();
         const PG: usize = 4096;
         // Pages 0-2 writable, 3 read-only, 4 PROT_NONE, 5 unmapped.
         let b = anon_map(6 * PG, libc::PROT_READ | libc::PROT_WRITE);
@@ -1036,6 +1060,7 @@ mod tests {
 
     #[test]
     fn user_copies_are_checked_by_the_kernel() {
+        let _layout = layout_lock();
         let src = [7u8; 16];
         let mut dst = [0u8; 16];
         assert_eq!(copy_from_user(&mut dst, src.as_ptr() as usize), 0);

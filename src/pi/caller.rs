@@ -20,6 +20,7 @@
 //! across calls: memory can be unmapped between them.
 
 use crate::sys;
+use crate::vma::{self, Access, Vmas};
 
 /// The page granularity assumed for proofs: the smallest page size of any
 /// Linux target, so a proof never covers more than the kernel touched.
@@ -33,6 +34,9 @@ pub struct CallerMem {
     /// For kernel-checked transfers (created at the first one: it costs a
     /// `getpid()`).
     vm: Option<sys::SelfMem>,
+    /// The kernel's mapping table, asked first by the proofs that would
+    /// otherwise cost a system call a page (see [`crate::vma`]).
+    vmas: Vmas,
 }
 
 /// `[addr, addr + len)` widened to whole pages, or `None` if it wraps or
@@ -52,6 +56,7 @@ impl CallerMem {
         CallerMem {
             pages: Vec::new(),
             vm: None,
+            vmas: Vmas::new(),
         }
     }
 
@@ -213,6 +218,10 @@ impl CallerMem {
         probe: &[libc::iovec],
     ) -> bool {
         debug_assert_eq!(dst.len(), src.iov_len);
+        if self.vmas_prove(core::slice::from_ref(&src), probe, Access::Read) {
+            self.proven_write(src, probe, Some(dst));
+            return true;
+        }
         if !crate::valgrind::running()
             && (self.load_and_probe(dst, src, probe) || self.gather_and_probe(dst, src, probe))
         {
@@ -375,11 +384,31 @@ impl CallerMem {
     /// pages.  Beyond that, or where any of those calls cannot answer or
     /// answers "unreadable", the authoritative [`CallerMem::probe`].
     pub fn prove_readable(&mut self, ranges: &[libc::iovec]) -> bool {
-        if self.loads_prove(|| ranges.iter()) {
+        if self.vmas_prove(ranges, &[], Access::Read) || self.loads_prove(|| ranges.iter()) {
             self.proven_ranges(ranges);
             return true;
         }
         self.probe(ranges)
+    }
+
+    /// Whether the kernel's mapping table proves `a` and `b` usable for
+    /// `access` (see [`crate::vma`]): from what it last described, or
+    /// where they touch [`vma::WORTH_PAGES`] pages or more, with a query.
+    fn vmas_prove(&mut self, a: &[libc::iovec], b: &[libc::iovec], access: Access) -> bool {
+        if self.vmas.known(a, access) && self.vmas.known(b, access) {
+            return true;
+        }
+        vma::pages(a) + vma::pages(b) >= vma::WORTH_PAGES
+            && self.vmas.prove(a, access)
+            && self.vmas.prove(b, access)
+    }
+
+    /// Whether the caller's `v` can be stored into now, by a caller about
+    /// to overwrite all of it (a read's tuples at reap): the mapping table
+    /// where it answers, else the kernel stores into each page
+    /// ([`sys::store_writable`]; the bytes of `v` are then unspecified).
+    pub fn prove_writable_now(&mut self, v: &libc::iovec) -> bool {
+        self.vmas.known(core::slice::from_ref(v), Access::Write) || sys::store_writable(v)
     }
 
     /// Prove the caller's `ranges` writable now, in order, for stores made
@@ -395,7 +424,9 @@ impl CallerMem {
         ranges
             .iter()
             .take_while(|v| {
-                if sys::touch_writable(v) {
+                if self.vmas.known(core::slice::from_ref(v), Access::Write)
+                    || sys::touch_writable(v)
+                {
                     return true;
                 }
                 zeros.resize(v.iov_len, 0);
@@ -472,6 +503,7 @@ mod tests {
 
     #[test]
     fn reads_stop_at_the_first_unreadable_range_and_prove_what_they_read() {
+        let _layout = sys::layout_lock();
         const PG: usize = 4096;
         // Three pages; the middle one is made inaccessible; unmapped at
         // the end.
@@ -518,6 +550,7 @@ mod tests {
 
     #[test]
     fn readable_proofs_find_every_unreadable_page_by_either_path() {
+        let _layout = sys::layout_lock();
         const PG: usize = 4096;
         // LOAD_MAX_PAGES + 4 pages, all readable (one read-only), then one
         // PROT_NONE and one unmapped page in the middle of a second area.
@@ -563,6 +596,7 @@ mod tests {
 
     #[test]
     fn a_write_is_copied_and_probed_in_one_call_or_refused() {
+        let _layout = sys::layout_lock();
         /// `pages` fresh pages filled with `byte`.
         fn anon_map_filled(pages: usize, byte: u8) -> usize {
             let m = sys::anon_map(pages * PAGE, libc::PROT_READ | libc::PROT_WRITE);

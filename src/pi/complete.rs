@@ -113,52 +113,45 @@ fn store_read_pi(
         iov_base: pi_addr as *mut c_void,
         iov_len: pi_len,
     };
-    // Proven writable at submit, but the caller could have unmapped or
-    // protected it since: ask the kernel again, by having it store into
-    // each page (~0.22 us a page; we overwrite the range next).  Where
-    // that is refused (the pages really gone, or a call the environment
-    // forbids), the tuples go through a kernel-checked copy, which answers
-    // for certain.
-    if sys::store_writable(&range) {
-        // SAFETY: the kernel has just stored into every page of these
-        // `pi_len` bytes, so they are mapped and writable.  Only a thread
-        // of the caller unmapping them at this very moment, while reaping
-        // the I/O they belong to, could undo that.
+    // How many intervals were read (`res` never exceeds the data length,
+    // whose tuples fill the PI buffer; the `min` only keeps a kernel
+    // surprise in bounds), and the data ranges holding them.
+    let n = res
+        .div_ceil(format.interval)
+        .min(pi_len / format.tuple_size());
+    let read = data_read(data, res.min(n * format.interval));
+    // The kernel has just written the data, but the caller may have
+    // unmapped or protected it while the read was in flight (its mistake;
+    // a plain read's data would simply be lost with the pages).  Reading
+    // it without asking would crash the reaping thread instead of
+    // reporting -EFAULT.  The mapping table answers for all of it with one
+    // query where it lies in plain anonymous memory (and then, as a rule,
+    // for the tuples too); else one small system call a page
+    // (`CallerMem::prove_readable`).
+    let mut mem = CallerMem::new();
+    let readable = mem.prove_readable(&read);
+    // The tuples were proven writable at submit, but the caller could have
+    // unmapped or protected them since: ask again (the mapping table, or
+    // the kernel stores into each page: we overwrite the range next).
+    // Where that is refused (the pages really gone, or a call the
+    // environment forbids), the tuples go through a kernel-checked copy,
+    // which answers for certain.
+    if mem.prove_writable_now(&range) {
+        // SAFETY: the kernel has just shown every page of these `pi_len`
+        // bytes mapped and writable.  Only a thread of the caller
+        // unmapping them at this very moment, while reaping the I/O they
+        // belong to, could undo that.
         let out = unsafe { core::slice::from_raw_parts_mut(pi_addr as *mut u8, pi_len) };
-        return fill_read_pi(data, res, out, format, seed);
+        return fill_read_pi(&read, readable, n, out, format, seed);
     }
     let mut tuples = vec![0u8; pi_len];
-    let computed = fill_read_pi(data, res, &mut tuples, format, seed);
+    let computed = fill_read_pi(&read, readable, n, &mut tuples, format, seed);
     sys::SelfMem::new().write_ranges(&tuples, core::slice::from_ref(&range)) == 1 && computed
 }
 
-/// The PI of a read into `out` (see [`store_read_pi`]): a tuple for each
-/// interval read, zeros after them.  A last interval read only in part (a
-/// read that ends at an end of file which is not a multiple of the
-/// interval) gets the tuple of its bytes padded with zeros: what a device
-/// with PI holds for that sector, whose tail past the end of file the
-/// filesystem keeps zeroed; the caller's buffer past `res` is not read.
-/// `false`, with `out` all zeros, if the data read is no longer readable.
-fn fill_read_pi(
-    data: &[libc::iovec],
-    res: usize,
-    out: &mut [u8],
-    format: &Format,
-    seed: u64,
-) -> bool {
-    static ZEROS: [u8; MAX_INTERVAL] = [0; MAX_INTERVAL];
-    let iv = format.interval;
-    // `res` never exceeds the data length, whose tuples fill `out`; the
-    // `min` only keeps a kernel surprise in bounds.
-    let n = res.div_ceil(iv).min(out.len() / format.tuple_size());
-    let (tuples, rest) = out.split_at_mut(n * format.tuple_size());
-    rest.fill(0);
-    if n == 0 {
-        return true;
-    }
-    let mut left = res.min(n * iv);
-    let pad = n * iv - left;
-    // The first `res` bytes of the data buffers: what the kernel read.
+/// The first `len` bytes of the data buffers `data` (what the kernel
+/// read), as ranges.
+fn data_read(data: &[libc::iovec], mut left: usize) -> Vec<libc::iovec> {
     let mut read: Vec<libc::iovec> = Vec::with_capacity(data.len());
     for v in data {
         if left == 0 {
@@ -173,18 +166,42 @@ fn fill_read_pi(
             left -= k;
         }
     }
-    // The kernel has just written them, but the caller may have unmapped
-    // or protected them while the read was in flight (its mistake; a
-    // plain read's data would simply be lost with the pages).  Reading
-    // them without asking would crash the reaping thread instead of
-    // reporting -EFAULT.  Measured after the sleep of a QD1 read: ~5,500
-    // cycles for a 64 KiB read's 16 pages, one small system call each.
-    if !CallerMem::new().prove_readable(&read) {
+    read
+}
+
+/// The PI of a read into `out` (see [`store_read_pi`]): a tuple for each
+/// of the `n` intervals read (the data `read`, proven `readable` or not),
+/// zeros after them.  A last interval read only in part (a read that ends
+/// at an end of file which is not a multiple of the interval) gets the
+/// tuple of its bytes padded with zeros: what a device with PI holds for
+/// that sector, whose tail past the end of file the filesystem keeps
+/// zeroed; the caller's buffer past `res` is not read.  `false`, with
+/// `out` all zeros, if the data read is no longer readable.
+fn fill_read_pi(
+    read: &[libc::iovec],
+    readable: bool,
+    n: usize,
+    out: &mut [u8],
+    format: &Format,
+    seed: u64,
+) -> bool {
+    static ZEROS: [u8; MAX_INTERVAL] = [0; MAX_INTERVAL];
+    let (tuples, rest) = out.split_at_mut(n * format.tuple_size());
+    rest.fill(0);
+    if n == 0 {
+        return true;
+    }
+    if !readable {
         tuples.fill(0);
         return false;
     }
+    // Zeros after a last interval read only in part (less than one
+    // interval: `read` holds `res` bytes, at most the data's length).
+    let pad = (n * format.interval)
+        .saturating_sub(read.iter().map(|v| v.iov_len).sum::<usize>())
+        .min(ZEROS.len());
     let mut segs: Vec<&[u8]> = Vec::with_capacity(read.len() + 1);
-    for v in &read {
+    for v in read {
         // SAFETY: the kernel has just read every page of these ranges
         // (above), and they are the caller's buffers of the I/O being
         // reaped.  Only a thread of the caller unmapping them at this

@@ -927,6 +927,7 @@ mod tests {
 
     #[test]
     fn a_refused_iocb_is_read_only_from_pages_the_kernel_read() {
+        let _layout = crate::sys::layout_lock();
         use crate::pi::caller::PAGE;
         const SLOT: usize = core::mem::size_of::<usize>();
         // Two pages: iocbs at the start of the first, the slot array
