@@ -447,11 +447,16 @@ pub fn page_readable(at: usize) -> Option<bool> {
 /// `FUTEX_WAKE_OP` of [`touch_writable`] on the aligned word at `word`:
 /// `-ENOSYS` once the kernel has ORed 0 into it, `-EFAULT` if it could not.
 fn or_zero(word: usize) -> c_long {
+    /// FUTEX_OP(FUTEX_OP_OR, 0, cmp = 15 (no such comparison), 0).
+    const OR_ZERO_THEN_ENOSYS: usize = (2 << 28) | (15 << 24);
+    futex_wake_op(word, OR_ZERO_THEN_ENOSYS)
+}
+
+/// `FUTEX_WAKE_OP` with operation `op` on the caller's word at `word`.
+fn futex_wake_op(word: usize, op: usize) -> c_long {
     /// A word of ours no thread waits on: the operation's first address
     /// (it wakes up to one waiter there, of which there are none).
     static NO_WAITERS: AtomicU32 = AtomicU32::new(0);
-    /// FUTEX_OP(FUTEX_OP_OR, 0, cmp = 15 (no such comparison), 0).
-    const OR_ZERO_THEN_ENOSYS: usize = (1 << 28) | (15 << 24);
     raw6(
         libc::SYS_futex as i64,
         NO_WAITERS.as_ptr() as usize,
@@ -459,8 +464,31 @@ fn or_zero(word: usize) -> c_long {
         0,
         0,
         word,
-        OR_ZERO_THEN_ENOSYS,
+        op,
     )
+}
+
+/// Store 0 into the caller's aligned 32-bit word at `word` through the
+/// kernel, as its own `put_user(0, &iocb->aio_key)` does for each iocb it
+/// takes: `FUTEX_WAKE_OP` with `FUTEX_OP_SET` 0 and the same invalid
+/// comparison as [`or_zero`] (the kernel stores with a fault-checked
+/// atomic, then answers `-ENOSYS` and wakes nobody).  `Some(true)` if it
+/// stored, `Some(false)` if the word cannot be stored into (`-EFAULT`),
+/// `None` where the call does not answer as documented ([`stores_answer`],
+/// valgrind, a misaligned word, a seccomp filter): ask a kernel-checked
+/// copy.  One small system call and no pinning, against a
+/// `process_vm_writev` (and the `getpid` it needs) for a run's keys.
+pub fn store_zero_u32(word: usize) -> Option<bool> {
+    /// FUTEX_OP(FUTEX_OP_SET, 0, cmp = 15 (no such comparison), 0).
+    const SET_ZERO_THEN_ENOSYS: usize = 15 << 24;
+    if word % 4 != 0 || !stores_answer() {
+        return None;
+    }
+    match futex_wake_op(word, SET_ZERO_THEN_ENOSYS) {
+        e if e == -(libc::ENOSYS as c_long) => Some(true),
+        e if e == -(libc::EFAULT as c_long) => Some(false),
+        _ => None,
+    }
 }
 
 /// Whether [`or_zero`] answers as documented: a word of ours `-ENOSYS`
@@ -1056,6 +1084,33 @@ mod tests {
         assert_eq!(probe_readable(&[r(m, 1400 * PG)]), 0);
         // SAFETY: unmapping our own mapping.
         unsafe { libc::munmap(m as *mut _, big) };
+    }
+
+    #[test]
+    fn zero_stores_go_where_a_store_would_and_nowhere_else() {
+        let _layout = layout_lock();
+        if !stores_answer() {
+            eprintln!("SKIP: FUTEX_WAKE_OP does not answer as documented here");
+            return;
+        }
+        let words = [AtomicU32::new(7), AtomicU32::new(9), AtomicU32::new(11)];
+        assert_eq!(store_zero_u32(words[1].as_ptr() as usize), Some(true));
+        let now: Vec<u32> = words.iter().map(|w| w.load(Ordering::Relaxed)).collect();
+        assert_eq!(now, [7, 0, 11]);
+        // Misaligned: not asked (the futex call would refuse it).
+        assert_eq!(store_zero_u32(words[0].as_ptr() as usize + 1), None);
+        static READ_ONLY: u32 = 5;
+        assert_eq!(
+            store_zero_u32(core::ptr::addr_of!(READ_ONLY) as usize),
+            Some(false)
+        );
+        assert_eq!(READ_ONLY, 5);
+        const PG: usize = 4096;
+        let ro = anon_map(PG, libc::PROT_READ);
+        assert_eq!(store_zero_u32(ro + 8), Some(false));
+        // SAFETY: our own mapping.
+        unsafe { libc::munmap(ro as *mut _, PG) };
+        assert_eq!(store_zero_u32(ro + 8), Some(false));
     }
 
     #[test]
