@@ -481,7 +481,7 @@ fn futex_wake_op(word: usize, op: usize) -> c_long {
 pub fn store_zero_u32(word: usize) -> Option<bool> {
     /// FUTEX_OP(FUTEX_OP_SET, 0, cmp = 15 (no such comparison), 0).
     const SET_ZERO_THEN_ENOSYS: usize = 15 << 24;
-    if word % 4 != 0 || !stores_answer() {
+    if !word.is_multiple_of(4) || !stores_answer() {
         return None;
     }
     match futex_wake_op(word, SET_ZERO_THEN_ENOSYS) {
