@@ -42,7 +42,7 @@ mod nr {
 /// kernel result (`-errno` on failure).
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
-fn raw6(n: i64, a: usize, b: usize, c: usize, d: usize, e: usize, f: usize) -> c_long {
+pub(crate) fn raw6(n: i64, a: usize, b: usize, c: usize, d: usize, e: usize, f: usize) -> c_long {
     let ret: i64;
     // SAFETY: the `syscall` instruction only transfers control to the kernel;
     // the arguments are plain integers (any pointers among them are checked by
@@ -62,7 +62,7 @@ fn raw6(n: i64, a: usize, b: usize, c: usize, d: usize, e: usize, f: usize) -> c
 
 #[cfg(target_arch = "aarch64")]
 #[inline(always)]
-fn raw6(n: i64, a: usize, b: usize, c: usize, d: usize, e: usize, f: usize) -> c_long {
+pub(crate) fn raw6(n: i64, a: usize, b: usize, c: usize, d: usize, e: usize, f: usize) -> c_long {
     let ret: i64;
     // SAFETY: `svc 0` enters the kernel with the number in x8 and arguments in
     // x0-x5; the kernel validates any addresses.  x0 carries the result.
@@ -80,7 +80,7 @@ fn raw6(n: i64, a: usize, b: usize, c: usize, d: usize, e: usize, f: usize) -> c
 
 #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
 #[inline(always)]
-fn raw6(n: i64, a: usize, b: usize, c: usize, d: usize, e: usize, f: usize) -> c_long {
+pub(crate) fn raw6(n: i64, a: usize, b: usize, c: usize, d: usize, e: usize, f: usize) -> c_long {
     // SAFETY: libc's `syscall` passes integers to the kernel; `errno` is read
     // and restored through libc's own thread-local accessor.
     unsafe {
@@ -121,14 +121,6 @@ impl Drop for ErrnoGuard {
         // SAFETY: as in `save`, for a write of this thread's own `errno`.
         unsafe { *libc::__errno_location() = self.0 };
     }
-}
-
-/// System call `n` with up to six integer arguments, for modules that
-/// issue their own (`vma`): the raw result, `-errno` on failure, `errno`
-/// untouched.
-#[inline(always)]
-pub(crate) fn raw(n: i64, a: usize, b: usize, c: usize, d: usize, e: usize, f: usize) -> c_long {
-    raw6(n, a, b, c, d, e, f)
 }
 
 /// Syscall results are `long`; libaio's API returns `int`.  The kernel never
@@ -821,6 +813,15 @@ pub(crate) fn layout_lock() -> std::sync::MutexGuard<'static, ()> {
     guard
 }
 
+/// Tests: the range of `len` bytes at `addr`.
+#[cfg(test)]
+pub(crate) fn iov(addr: usize, len: usize) -> libc::iovec {
+    libc::iovec {
+        iov_base: addr as *mut _,
+        iov_len: len,
+    }
+}
+
 /// Tests: a fresh private anonymous mapping of `len` bytes with protection
 /// `prot`, as an address (the caller unmaps it, or leaves it to the end of
 /// the test process).
@@ -844,15 +845,8 @@ pub(crate) fn anon_map(len: usize, prot: i32) -> usize {
 
 #[cfg(test)]
 mod tests {
+    use super::iov as r;
     use super::*;
-
-    /// The range of `len` bytes at `addr`.
-    fn r(addr: usize, len: usize) -> libc::iovec {
-        libc::iovec {
-            iov_base: addr as *mut _,
-            iov_len: len,
-        }
-    }
 
     #[test]
     fn errors_come_back_negative_and_errno_is_untouched() {

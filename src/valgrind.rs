@@ -12,8 +12,9 @@
 //! array would crash valgrind: the PI error path asks [`running`] first
 //! (`pi::submit::first_error`).  The PI memory proofs ask it too
 //! (`sys::store_writable`, `sys::touch_writable`, `sys::page_readable`,
-//! `pi::caller::CallerMem::read_and_probe`), since
-//! valgrind emulates the calls they rely on.
+//! `pi::caller::CallerMem::read_and_probe`, `vma`), since
+//! valgrind emulates the calls they rely on (and does not know the
+//! `PROCMAP_QUERY` ioctl).
 //!
 //! Outside valgrind a request is a sequence of no-op instructions
 //! (rotations by a total of 128 bits, then `xchg rbx,rbx`/`orr

@@ -91,20 +91,6 @@ const _: () = assert!(core::mem::size_of::<ProcmapQuery>() == 104);
 /// cycles against ~360 each, hot).
 pub const WORTH_PAGES: usize = 4;
 
-/// How many 4 KiB pages `ranges` touch (counting a page shared by two
-/// ranges twice; 0 for a range that wraps).
-pub fn pages(ranges: &[libc::iovec]) -> usize {
-    ranges
-        .iter()
-        .filter(|v| v.iov_len > 0)
-        .map(|v| {
-            let a = v.iov_base as usize;
-            a.checked_add(v.iov_len)
-                .map_or(0, |e| (e - 1) / 4096 - a / 4096 + 1)
-        })
-        .sum()
-}
-
 /// The access a proof is asked for.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Access {
@@ -197,14 +183,11 @@ impl Vmas {
 /// unusable, otherwise the descriptor + 1.  Relaxed: threads racing to
 /// open both succeed and one closes its own (see [`descriptor`]); the value
 /// only ever goes from 0 to a descriptor or -1, and from a descriptor to
-/// -1, never back.
-struct State(&'static AtomicI32);
-
-/// The state's page, or `None` where it cannot be had (no wipe-on-fork:
+/// -1, never back.  `None` where the page cannot be had (no wipe-on-fork:
 /// without it a child could use its parent's descriptor).
 fn state() -> Option<&'static AtomicI32> {
-    static PAGE: OnceLock<Option<State>> = OnceLock::new();
-    PAGE.get_or_init(|| {
+    static PAGE: OnceLock<Option<&'static AtomicI32>> = OnceLock::new();
+    *PAGE.get_or_init(|| {
         // SAFETY: a new private anonymous mapping chosen by the kernel;
         // it is never unmapped, so the reference below lives forever.
         let p = unsafe {
@@ -220,7 +203,7 @@ fn state() -> Option<&'static AtomicI32> {
         if p == libc::MAP_FAILED {
             return None;
         }
-        if sys::raw(
+        if sys::raw6(
             libc::SYS_madvise,
             p as usize,
             4096,
@@ -237,10 +220,8 @@ fn state() -> Option<&'static AtomicI32> {
         // SAFETY: the page is ours, readable, writable, zero-filled (a
         // valid AtomicI32 0), aligned, and mapped for the life of the
         // process; a forked child gets its own zeroed copy.
-        Some(State(unsafe { &*(p as *const AtomicI32) }))
+        Some(unsafe { &*(p as *const AtomicI32) })
     })
-    .as_ref()
-    .map(|s| s.0)
 }
 
 /// Whether the environment allows these proofs at all (asked once).
@@ -276,7 +257,7 @@ fn descriptor() -> Option<i32> {
         n => return Some(n - 1),
     }
     let path = b"/proc/self/maps\0";
-    let fd = sys::raw(
+    let fd = sys::raw6(
         libc::SYS_openat,
         libc::AT_FDCWD as c_long as usize,
         path.as_ptr() as usize,
@@ -326,7 +307,7 @@ pub(crate) fn prepare() {
 }
 
 fn close(fd: i32) {
-    sys::raw(libc::SYS_close, fd as usize, 0, 0, 0, 0, 0);
+    sys::raw6(libc::SYS_close, fd as usize, 0, 0, 0, 0, 0);
 }
 
 /// The mapping holding `addr`, as this process's descriptor describes it;
@@ -355,7 +336,7 @@ fn ask(fd: i32, addr: usize) -> Result<Mapping, i32> {
         query_addr: addr as u64,
         ..Default::default()
     };
-    let r = sys::raw(
+    let r = sys::raw6(
         libc::SYS_ioctl,
         fd as usize,
         PROCMAP_QUERY,
@@ -381,13 +362,7 @@ fn ask(fd: i32, addr: usize) -> Result<Mapping, i32> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn r(addr: usize, len: usize) -> libc::iovec {
-        libc::iovec {
-            iov_base: addr as *mut _,
-            iov_len: len,
-        }
-    }
+    use crate::sys::iov as r;
 
     #[test]
     fn mappings_prove_what_they_allow_and_nothing_else() {

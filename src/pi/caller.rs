@@ -200,7 +200,9 @@ impl CallerMem {
 
     /// A write's caller memory in one step: copy the caller's `src` into
     /// `dst` (its tuples) and prove every byte of `probe` (its data)
-    /// readable.  `true` if both hold.  First choice: the kernel reads a
+    /// readable.  `true` if both hold.  First choice: the kernel's mapping
+    /// table, where it answers ([`CallerMem::vmas_prove`]), and `src` is
+    /// then copied directly.  Next: the kernel reads a
     /// few bytes of every unproven page of both, one small system call a
     /// page ([`sys::page_readable`]), and `src` is then copied directly
     /// (~2.1 us for a 64 KiB write and its tuples after the sleep of a QD1
@@ -378,8 +380,9 @@ impl CallerMem {
     /// Prove every byte of the caller's `ranges` readable now, without
     /// copying (a read's data at its completion, before its PI is computed
     /// from it: the caller may have unmapped or protected its buffers
-    /// while the read was in flight).  First choice: every unproven page
-    /// prefetched, then the kernel reads 8 bytes of each, one small system
+    /// while the read was in flight).  First choice: the kernel's mapping
+    /// table, where it answers ([`CallerMem::vmas_prove`]).  Next: every
+    /// unproven page prefetched, then the kernel reads 8 bytes of each, one small system
     /// call a page ([`sys::page_readable`]), up to [`LOAD_MAX_PAGES`]
     /// pages.  Beyond that, or where any of those calls cannot answer or
     /// answers "unreadable", the authoritative [`CallerMem::probe`].
@@ -393,14 +396,18 @@ impl CallerMem {
 
     /// Whether the kernel's mapping table proves `a` and `b` usable for
     /// `access` (see [`crate::vma`]): from what it last described, or
-    /// where they touch [`vma::WORTH_PAGES`] pages or more, with a query.
+    /// where [`vma::WORTH_PAGES`] or more of their pages are not proven
+    /// yet (each would cost a per-page proof), with a query.
     fn vmas_prove(&mut self, a: &[libc::iovec], b: &[libc::iovec], access: Access) -> bool {
         if self.vmas.known(a, access) && self.vmas.known(b, access) {
             return true;
         }
-        vma::pages(a) + vma::pages(b) >= vma::WORTH_PAGES
-            && self.vmas.prove(a, access)
-            && self.vmas.prove(b, access)
+        let mut pages = 0;
+        self.each_unproven_page(a.iter().chain(b), |_| {
+            pages += 1;
+            true
+        });
+        pages >= vma::WORTH_PAGES && self.vmas.prove(a, access) && self.vmas.prove(b, access)
     }
 
     /// Whether the caller's `v` can be stored into now, by a caller about
@@ -473,14 +480,7 @@ impl Default for CallerMem {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use core::ffi::c_void;
-
-    fn r(addr: usize, len: usize) -> libc::iovec {
-        libc::iovec {
-            iov_base: addr as *mut c_void,
-            iov_len: len,
-        }
-    }
+    use crate::sys::iov as r;
 
     #[test]
     fn proofs_cover_whole_pages_only() {

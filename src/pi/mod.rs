@@ -54,9 +54,11 @@
 //!   proven in this call, or proven first (a few ranges:
 //!   `MADV_POPULATE_READ` each; many: one `process_vm_readv` copy),
 //!   `-EFAULT` otherwise;
-//! * a write's data is not copied: every page of its tuples and of its
-//!   data not proven yet (a buffer shared by several writes of the batch
-//!   once) is read by the kernel, 8 bytes of it, in a system call that
+//! * a write's data is not copied: its tuples and data are proven
+//!   readable by the kernel's mapping table where they lie in plain
+//!   writable memory (`crate::vma`: one query for the whole mapping);
+//!   otherwise every page of them not proven yet (a buffer shared by
+//!   several writes of the batch once) is read by the kernel, 8 bytes of it, in a system call that
 //!   changes nothing (`sys::page_readable`; where that cannot answer, one
 //!   `process_vm_writev` of the tuples and a byte per page, and then
 //!   `sys::probe_readable` and the copy above: `CallerMem::read_and_probe`),
@@ -72,9 +74,9 @@
 //!   word of each page, `sys::touch_writable`; or a kernel-checked write
 //!   of zeros) and filled directly when the
 //!   completion is reaped: tuples for the intervals read, zeros after,
-//!   once the kernel has stored into each page of the PI buffer again
-//!   (`sys::store_writable`) and read each page of the data read
-//!   (`CallerMem::prove_readable`): the caller may have unmapped or
+//!   once the kernel has shown the data read readable and the PI buffer
+//!   writable again (its mapping table, or a load or store on each page:
+//!   `CallerMem::prove_readable`, `CallerMem::prove_writable_now`): the caller may have unmapped or
 //!   protected either meanwhile, which gives `-EFAULT`, not a crash.
 //!
 //! A run of PI iocbs is checked as a whole (each kind of check once for
