@@ -554,11 +554,25 @@ fn populate(v: &libc::iovec, advice: usize) -> bool {
 /// a range that wraps the address space; or another `-errno` where the
 /// kernel forbids the call).
 pub fn probe_readable(ranges: &[libc::iovec]) -> c_long {
+    #[cfg(test)]
+    PROBES.with(|n| n.set(n.get() + 1));
     // Fast path (measured: cheaper than pinning one page per iovec below).
     if ranges.len() <= POPULATE_MAX_RANGES && ranges.iter().all(populate_read) {
         return 0;
     }
     probe_by_reading(ranges)
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Tests: how many times this thread called [`probe_readable`].
+    static PROBES: core::cell::Cell<usize> = const { core::cell::Cell::new(0) };
+}
+
+/// Tests: how many times this thread has called [`probe_readable`].
+#[cfg(test)]
+pub(crate) fn probes() -> usize {
+    PROBES.with(|n| n.get())
 }
 
 /// The authoritative probe of [`probe_readable`]: the kernel reads one byte

@@ -111,6 +111,14 @@ struct Mapping {
 }
 
 impl Mapping {
+    /// No mapping: proves nothing.
+    const NOTHING: Mapping = Mapping {
+        start: 0,
+        end: 0,
+        plain_anon: false,
+        flags: 0,
+    };
+
     fn proves(&self, addr: usize, end: usize, access: Access) -> bool {
         let want = match access {
             Access::Read => VMA_READABLE,
@@ -124,15 +132,26 @@ impl Mapping {
 /// described is kept, so ranges in the same mapping (a read's data and its
 /// tuples on the heap) cost one query.  Never kept across calls: the
 /// caller may change its mappings between them.
-#[derive(Default)]
 pub struct Vmas {
-    last: Option<Mapping>,
+    /// The mapping last described ([`Mapping::NOTHING`] before the first):
+    /// not an `Option`, whose `None` leaves the fields undefined (valgrind
+    /// then reports the comparisons the optimiser makes of them before it
+    /// looks at the discriminant).
+    last: Mapping,
+}
+
+impl Default for Vmas {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl Vmas {
     /// A fresh set (nothing known).
     pub fn new() -> Vmas {
-        Vmas { last: None }
+        Vmas {
+            last: Mapping::NOTHING,
+        }
     }
 
     /// Whether the kernel's mapping table proves every byte of `ranges`
@@ -141,41 +160,50 @@ impl Vmas {
     /// proven here": ask the per-page proofs, which answer for certain.
     /// Empty ranges are proven.
     pub fn prove(&mut self, ranges: &[libc::iovec], access: Access) -> bool {
-        ranges.iter().all(|v| self.prove_one(v, access, true))
+        ranges.iter().all(|v| self.prove_one(v, access))
     }
 
     /// [`Vmas::prove`] from the mapping last described only (no system
     /// call): for ranges of a page or two, which a per-page proof answers
     /// for less than a query (see [`WORTH_PAGES`]).
-    pub fn known(&mut self, ranges: &[libc::iovec], access: Access) -> bool {
-        ranges.iter().all(|v| self.prove_one(v, access, false))
+    pub fn known(&self, ranges: &[libc::iovec], access: Access) -> bool {
+        ranges.iter().all(|v| self.known_one(v, access))
     }
 
-    fn prove_one(&mut self, v: &libc::iovec, access: Access, ask_kernel: bool) -> bool {
-        if v.iov_len == 0 {
+    /// [`Vmas::known`] for one range.
+    pub fn known_one(&self, v: &libc::iovec, access: Access) -> bool {
+        match span(v) {
+            Some((addr, end)) => v.iov_len == 0 || self.last.proves(addr, end, access),
+            None => false,
+        }
+    }
+
+    /// [`Vmas::prove`] for one range.
+    pub fn prove_one(&mut self, v: &libc::iovec, access: Access) -> bool {
+        if self.known_one(v, access) {
             return true;
         }
-        let addr = v.iov_base as usize;
-        let Some(end) = addr
-            .checked_add(v.iov_len)
-            .filter(|_| sys::plausible_user_range(addr, v.iov_len))
-        else {
+        let Some((addr, end)) = span(v) else {
             return false;
         };
-        if let Some(m) = self.last {
-            if m.proves(addr, end, access) {
-                return true;
-            }
-        }
-        if !ask_kernel {
-            return false;
-        }
         let Some(m) = query(addr) else {
             return false;
         };
-        self.last = Some(m);
+        self.last = m;
         m.proves(addr, end, access)
     }
+}
+
+/// `[start, end)` of `v` where it can be user memory (an empty range
+/// anywhere is proven by whoever asks).
+fn span(v: &libc::iovec) -> Option<(usize, usize)> {
+    let addr = v.iov_base as usize;
+    if v.iov_len == 0 {
+        return Some((addr, addr));
+    }
+    addr.checked_add(v.iov_len)
+        .filter(|_| sys::plausible_user_range(addr, v.iov_len))
+        .map(|end| (addr, end))
 }
 
 /// The state of this process's descriptor, kept in a wipe-on-fork page
@@ -328,9 +356,24 @@ fn query(addr: usize) -> Option<Mapping> {
     }
 }
 
+#[cfg(test)]
+thread_local! {
+    /// Tests: how many queries this thread has made.
+    static QUERIES: core::cell::Cell<usize> = const { core::cell::Cell::new(0) };
+}
+
+/// Tests: how many queries this thread has made so far, or `None` where
+/// the mapping table cannot be asked here.
+#[cfg(test)]
+pub(crate) fn queries() -> Option<usize> {
+    descriptor().map(|_| QUERIES.with(|q| q.get()))
+}
+
 /// One `PROCMAP_QUERY` for the mapping holding `addr` (without its name:
 /// see the module documentation); the errno if the kernel refused.
 fn ask(fd: i32, addr: usize) -> Result<Mapping, i32> {
+    #[cfg(test)]
+    QUERIES.with(|q| q.set(q.get() + 1));
     let mut q = ProcmapQuery {
         size: core::mem::size_of::<ProcmapQuery>() as u64,
         query_addr: addr as u64,

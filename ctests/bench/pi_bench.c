@@ -45,7 +45,12 @@ static int cmp(const void *a, const void *b)
 
 struct slot {
 	struct iocb io;
-	struct iovec iov[2];
+	/* The iovec array: `iov_in`, next to the iocb (in the page the kernel
+	 * reads for it), or with PI_BENCH_IOV_APART=1 in the environment, a
+	 * page of its own (as in a program that keeps its iovecs elsewhere:
+	 * the library then has them proven readable separately). */
+	struct iovec *iov;
+	struct iovec iov_in[2];
 	uint8_t *rbuf, *rpi;
 	/* The slot's own copy of the write data: an application's writes come
 	 * from distinct buffers, each of which the library must probe (one
@@ -196,6 +201,9 @@ int main(int argc, char **argv)
 		slots[i].rbuf = xalloc(BLK);
 		slots[i].rpi = xalloc(PIB);
 		slots[i].wbuf = xalloc(BLK);
+		slots[i].iov = getenv("PI_BENCH_IOV_APART") && atoi(getenv("PI_BENCH_IOV_APART"))
+				       ? xalloc(4096)
+				       : slots[i].iov_in;
 		memcpy(slots[i].wbuf, wbuf, BLK);
 	}
 	double a[64], b[64], ca[64], cb[64], pr[64];
