@@ -37,6 +37,8 @@ pub struct CallerMem {
     /// The kernel's mapping table, asked first by the proofs that would
     /// otherwise cost a system call a page (see [`crate::vma`]).
     vmas: Vmas,
+    /// How many ranges [`CallerMem::prove_writable`] has been asked about.
+    writable_asked: usize,
 }
 
 /// `[addr, addr + len)` widened to whole pages, or `None` if it wraps or
@@ -57,6 +59,7 @@ impl CallerMem {
             pages: Vec::new(),
             vm: None,
             vmas: Vmas::new(),
+            writable_asked: 0,
         }
     }
 
@@ -482,19 +485,25 @@ impl CallerMem {
     }
 
     /// Prove the caller's `ranges` writable now, in order, for stores made
-    /// later (a read's tuples, at its completion): the kernel ORs 0 into a
-    /// word of each of its pages ([`sys::touch_writable`]: no byte
-    /// changes, no pinning; `MADV_POPULATE_WRITE` beyond two pages), or
-    /// where that fails for any reason, the authoritative answer: a
-    /// kernel-checked write of zeros.  The content of a proven range is
-    /// then unspecified (the caller fills all of it later).  Returns how
-    /// many ranges, from the first, are proven.
+    /// later (a read's tuples, at its completion): the mapping last
+    /// described; from the second range asked about in this call on (a
+    /// run of reads: their tuples usually share one mapping), a query of
+    /// the mapping table; else the kernel ORs 0 into a word of each of its
+    /// pages ([`sys::touch_writable`]: no byte changes, no pinning;
+    /// `MADV_POPULATE_WRITE` beyond two pages), or where that fails for
+    /// any reason, the authoritative answer: a kernel-checked write of
+    /// zeros.  The content of a proven range is then unspecified (the
+    /// caller fills all of it later).  Returns how many ranges, from the
+    /// first, are proven.
     pub fn prove_writable(&mut self, ranges: &[libc::iovec]) -> usize {
         let mut zeros = Vec::new();
         ranges
             .iter()
             .take_while(|v| {
-                if self.vmas.known(core::slice::from_ref(v), Access::Write)
+                let asked = self.writable_asked;
+                self.writable_asked += 1;
+                if self.vmas.known_one(v, Access::Write)
+                    || (asked > 0 && self.vmas.prove_one(v, Access::Write))
                     || sys::touch_writable(v)
                 {
                     return true;
@@ -741,6 +750,43 @@ mod tests {
             ] {
                 libc::munmap(m as *mut _, len);
             }
+        }
+    }
+
+    #[test]
+    fn writable_proofs_ask_the_mapping_table_from_the_second_range_on() {
+        let _layout = sys::layout_lock();
+        let Some(_) = vma::queries() else {
+            eprintln!("SKIP: no PROCMAP_QUERY here (Linux < 6.11, or protection keys)");
+            return;
+        };
+        const PG: usize = 4096;
+        let rw = sys::anon_map(8 * PG, libc::PROT_READ | libc::PROT_WRITE);
+        let ro = sys::anon_map(2 * PG, libc::PROT_READ);
+        let queries = || vma::queries().unwrap();
+        // A run of reads' tuples: the first proven by a store (no query),
+        // the second by a query, which also answers for the rest.
+        let mut m = CallerMem::new();
+        let q = queries();
+        assert_eq!(m.prove_writable(&[r(rw, 16)]), 1);
+        assert_eq!(queries(), q);
+        assert_eq!(m.prove_writable(&[r(rw + PG, 16)]), 1);
+        assert_eq!(queries(), q + 1);
+        assert_eq!(
+            m.prove_writable(&[r(rw + 2 * PG, 16), r(rw + 7 * PG, 16)]),
+            2
+        );
+        assert_eq!(queries(), q + 1);
+        // Read-only memory is refused however it is asked about.
+        assert_eq!(m.prove_writable(&[r(ro, 16)]), 0);
+        assert_eq!(
+            CallerMem::new().prove_writable(&[r(rw, 8), r(ro + PG, 8)]),
+            1
+        );
+        // SAFETY: unmapping our own mappings.
+        unsafe {
+            libc::munmap(rw as *mut _, 8 * PG);
+            libc::munmap(ro as *mut _, 2 * PG);
         }
     }
 

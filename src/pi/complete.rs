@@ -52,20 +52,23 @@ fn complete_slow(events: *mut io_event, n: usize) {
         }
     }
     // The PI computation runs outside the lock: the records are ours now.
+    // One set of proofs for all of them: the reads of a batch usually have
+    // their buffers in one mapping, which one query then proves.
+    let mut mem = CallerMem::new();
     for (i, p) in mine {
         IN_FLIGHT.fetch_sub(1, Ordering::Relaxed);
         // SAFETY: removed from the map by us: we own the record.
         let rec = unsafe { Box::from_raw(p.0) };
         // SAFETY: event i < n of the caller's array (above), unaligned.
         let mut ev = unsafe { core::ptr::read_unaligned(event(i)) };
-        translate(&mut ev, &rec);
+        translate(&mut ev, &rec, &mut mem);
         // SAFETY: as above.
         unsafe { core::ptr::write_unaligned(event(i), ev) };
     }
 }
 
 /// Rewrite a shadow's event into the caller's.
-fn translate(ev: &mut io_event, rec: &Record) {
+fn translate(ev: &mut io_event, rec: &Record, mem: &mut CallerMem) {
     ev.obj = rec.user_iocb;
     ev.data = rec.user_data;
     match &rec.kind {
@@ -82,7 +85,8 @@ fn translate(ev: &mut io_event, rec: &Record) {
             seed,
         } => {
             let res = ev.res as c_long;
-            if !store_read_pi(data, res.max(0) as usize, *pi_addr, *pi_len, format, *seed) {
+            let read = res.max(0) as usize;
+            if !store_read_pi(mem, data, read, *pi_addr, *pi_len, format, *seed) {
                 ev.res = (-(libc::EFAULT as c_long)) as _;
                 ev.res2 = 0;
             }
@@ -99,6 +103,7 @@ fn translate(ev: &mut io_event, rec: &Record) {
 /// submit and fills them anyway; we cannot pin, so such an event reports
 /// `-EFAULT` instead of the library faulting in the reaping thread.
 fn store_read_pi(
+    mem: &mut CallerMem,
     data: &[libc::iovec],
     res: usize,
     pi_addr: usize,
@@ -128,7 +133,6 @@ fn store_read_pi(
     // query where it lies in plain anonymous memory (and then, as a rule,
     // for the tuples too); else one small system call a page
     // (`CallerMem::prove_readable`).
-    let mut mem = CallerMem::new();
     let readable = mem.prove_readable(&read);
     // The tuples were proven writable at submit, but the caller could have
     // unmapped or protected them since: ask again (the mapping table, or
@@ -350,6 +354,54 @@ mod tests {
         let mut want = [0u8; 16];
         Format::DEFAULT.generate(&data, 7, &mut want);
         assert_eq!(pi, want);
+    }
+
+    /// The reads reaped in one call share their proofs: four reads with
+    /// their data and tuples in one mapping cost one query of the mapping
+    /// table, not one each, and each still gets its own tuples.
+    #[test]
+    fn reads_reaped_together_share_one_query() {
+        let _layout = sys::layout_lock();
+        let Some(_) = crate::vma::queries() else {
+            eprintln!("SKIP: no PROCMAP_QUERY here (Linux < 6.11, or protection keys)");
+            return;
+        };
+        const PG: usize = 4096;
+        const READS: usize = 4;
+        const DATA: usize = 4 * PG;
+        let tuples = DATA / 512 * 8;
+        // Each read: 4 data pages, then its tuples on a page of their own.
+        let m = sys::anon_map(READS * 5 * PG, libc::PROT_READ | libc::PROT_WRITE);
+        let data = |i: usize| m + i * 5 * PG;
+        let pi = |i: usize| data(i) + DATA;
+        let mut events = [io_event::zeroed(); READS];
+        for (i, ev) in events.iter_mut().enumerate() {
+            // SAFETY: our own fresh mapping.
+            unsafe { core::ptr::write_bytes(data(i) as *mut u8, i as u8 + 1, DATA) };
+            let kind = Kind::Read {
+                data: vec![sys::iov(data(i), DATA)],
+                pi_addr: pi(i),
+                pi_len: tuples,
+                format: Format::DEFAULT,
+                seed: 100 * i as u64,
+            };
+            *ev = publish(kind, 0x1000 + i, 0xD0 + i, DATA as i64);
+        }
+        let before = crate::vma::queries().unwrap();
+        complete(events.as_mut_ptr(), READS as i32);
+        assert_eq!(crate::vma::queries().unwrap() - before, 1);
+        for (i, ev) in events.iter().enumerate() {
+            assert_eq!((ev.obj as usize, ev.res as i64), (0x1000 + i, DATA as i64));
+            let mut want = vec![0u8; tuples];
+            // SAFETY: our own mapping, filled above.
+            let d = unsafe { core::slice::from_raw_parts(data(i) as *const u8, DATA) };
+            Format::DEFAULT.generate(d, 100 * i as u64, &mut want);
+            // SAFETY: as above.
+            let got = unsafe { core::slice::from_raw_parts(pi(i) as *const u8, tuples) };
+            assert_eq!(got, &want[..], "read {i}");
+        }
+        // SAFETY: unmapping our own mapping.
+        unsafe { libc::munmap(m as *mut _, READS * 5 * PG) };
     }
 
     /// Regression: with a PI iocb in flight every reap takes the record
