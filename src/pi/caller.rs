@@ -730,6 +730,16 @@ mod tests {
         // A page of a shared mapping beside them: a per-page proof (the
         // kernel's load answers for any kind of page).
         assert_eq!(ask(&[r(shared, 8)], &all), (true, 1));
+        // Past SMALL_RANGES_RECOUNTED small ranges: queried without
+        // recounting, still one query per mapping.
+        let big = sys::anon_map(40 * PG, rw);
+        let many: Vec<libc::iovec> = (0..40).map(|i| r(big + i * PG + 8, 64)).collect();
+        assert!(many.len() > SMALL_RANGES_RECOUNTED);
+        assert_eq!(ask(&[r(apart, 16)], &many), (true, 2));
+        // SAFETY: our own mapping: one page of it made inaccessible.
+        let hidden = unsafe { libc::mprotect((big + 20 * PG) as *mut _, PG, libc::PROT_NONE) };
+        assert_eq!(hidden, 0);
+        assert!(!ask(&[r(apart, 16)], &many).0);
         // Two plain mappings of four pages or more: one query each.
         let other = sys::anon_map(4 * PG, rw);
         assert_eq!(ask(&[r(other, 4 * PG)], &all), (true, 2));
@@ -747,6 +757,7 @@ mod tests {
                 (none, PG),
                 (shared, 8 * PG),
                 (other, 4 * PG),
+                (big, 40 * PG),
             ] {
                 libc::munmap(m as *mut _, len);
             }
