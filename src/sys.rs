@@ -857,6 +857,27 @@ pub(crate) fn anon_map(len: usize, prot: i32) -> usize {
     p as usize
 }
 
+/// Tests: [`anon_map`] between two `PROT_NONE` pages of its own, so that
+/// the kernel cannot merge it with a neighbouring mapping (another test's,
+/// or an allocator's) that has the same protection: a test that checks
+/// where a mapping ends sees its own end.  Unmap with [`fenced_unmap`].
+#[cfg(test)]
+pub(crate) fn fenced_map(len: usize, prot: i32) -> usize {
+    const PG: usize = 4096;
+    let outer = anon_map(len + 2 * PG, libc::PROT_NONE);
+    // SAFETY: the inside of our own fresh mapping.
+    let r = unsafe { libc::mprotect((outer + PG) as *mut _, len, prot) };
+    assert_eq!(r, 0, "mprotect of a fenced mapping");
+    outer + PG
+}
+
+/// Tests: unmap a [`fenced_map`] of `len` bytes at `addr`, fences too.
+#[cfg(test)]
+pub(crate) fn fenced_unmap(addr: usize, len: usize) {
+    // SAFETY: a fenced mapping of ours, as made by `fenced_map`.
+    unsafe { libc::munmap((addr - 4096) as *mut _, len + 2 * 4096) };
+}
+
 #[cfg(test)]
 mod tests {
     use super::iov as r;

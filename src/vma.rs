@@ -414,7 +414,8 @@ mod tests {
             eprintln!("SKIP: no PROCMAP_QUERY here (Linux < 6.11, or protection keys)");
             return;
         }
-        let rw = sys::anon_map(4 * 4096, libc::PROT_READ | libc::PROT_WRITE);
+        // Fenced: a neighbour merged into it would move its end.
+        let rw = sys::fenced_map(4 * 4096, libc::PROT_READ | libc::PROT_WRITE);
         let ro = sys::anon_map(4096, libc::PROT_READ);
         let none = sys::anon_map(4096, libc::PROT_NONE);
         let gone = sys::anon_map(4096, libc::PROT_READ);

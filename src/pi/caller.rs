@@ -688,8 +688,9 @@ mod tests {
         };
         const PG: usize = 4096;
         let rw = libc::PROT_READ | libc::PROT_WRITE;
-        let data = sys::anon_map(8 * PG, rw);
-        let apart = sys::anon_map(PG, rw);
+        // Fenced, so that no two of them (or another test's) merge.
+        let data = sys::fenced_map(8 * PG, rw);
+        let apart = sys::fenced_map(PG, rw);
         let ro = sys::anon_map(PG, libc::PROT_READ);
         let none = sys::anon_map(PG, libc::PROT_NONE);
         let gone = sys::anon_map(PG, rw);
@@ -732,7 +733,7 @@ mod tests {
         assert_eq!(ask(&[r(shared, 8)], &all), (true, 1));
         // Past SMALL_RANGES_RECOUNTED small ranges: queried without
         // recounting, still one query per mapping.
-        let big = sys::anon_map(40 * PG, rw);
+        let big = sys::fenced_map(40 * PG, rw);
         let many: Vec<libc::iovec> = (0..40).map(|i| r(big + i * PG + 8, 64)).collect();
         assert!(many.len() > SMALL_RANGES_RECOUNTED);
         assert_eq!(ask(&[r(apart, 16)], &many), (true, 2));
@@ -741,24 +742,19 @@ mod tests {
         assert_eq!(hidden, 0);
         assert!(!ask(&[r(apart, 16)], &many).0);
         // Two plain mappings of four pages or more: one query each.
-        let other = sys::anon_map(4 * PG, rw);
+        let other = sys::fenced_map(4 * PG, rw);
         assert_eq!(ask(&[r(other, 4 * PG)], &all), (true, 2));
         // Fewer pages than a query is worth: no query, not proven here.
         assert_eq!(ask(&[r(apart, 16)], &[r(data, 2 * PG)]), (false, 0));
         // Data in a shared mapping (it could raise SIGBUS if it were a
         // file's): not proven by the table.
         assert!(!ask(&[r(apart, 16)], &[r(shared, 8 * PG)]).0);
+        for (m, len) in [(data, 8 * PG), (apart, PG), (other, 4 * PG), (big, 40 * PG)] {
+            sys::fenced_unmap(m, len);
+        }
         // SAFETY: unmapping our own mappings (`gone` is gone already).
         unsafe {
-            for (m, len) in [
-                (data, 8 * PG),
-                (apart, PG),
-                (ro, PG),
-                (none, PG),
-                (shared, 8 * PG),
-                (other, 4 * PG),
-                (big, 40 * PG),
-            ] {
+            for (m, len) in [(ro, PG), (none, PG), (shared, 8 * PG)] {
                 libc::munmap(m as *mut _, len);
             }
         }
