@@ -108,8 +108,9 @@ impl CallerMem {
     /// Copy the caller's `remote` ranges into `local` (one buffer per range,
     /// same lengths), in order: directly where proven, the rest proven
     /// first (a few ranges: see [`CallerMem::probe`]) or copied with one
-    /// kernel-checked copy (many ranges).  Returns how many ranges, from the first, were copied (all
-    /// of them, or the ones before the first the kernel could not read).
+    /// kernel-checked copy (many ranges).  Returns how many ranges, from
+    /// the first, were copied (all of them, or the ones before the first
+    /// the kernel could not read).
     pub fn read(&mut self, local: &mut [&mut [u8]], remote: &[libc::iovec]) -> usize {
         debug_assert_eq!(local.len(), remote.len());
         let unproven: Vec<usize> = (0..remote.len())
