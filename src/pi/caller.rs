@@ -477,6 +477,24 @@ impl CallerMem {
         pages
     }
 
+    /// Whether the kernel's mapping table proves every byte of `ranges`
+    /// writable now (see [`crate::vma`]), with one query at most: for the
+    /// first range the mapping last described does not cover.  `false`
+    /// means "not proven here".
+    pub fn writable_by_table(&mut self, ranges: &[libc::iovec]) -> bool {
+        let mut asked = false;
+        for v in ranges {
+            if self.vmas.known_one(v, Access::Write) {
+                continue;
+            }
+            if asked || !self.vmas.prove_one(v, Access::Write) {
+                return false;
+            }
+            asked = true;
+        }
+        true
+    }
+
     /// Whether the caller's `v` can be stored into now, by a caller about
     /// to overwrite all of it (a read's tuples at reap): the mapping table
     /// where it answers, else the kernel stores into each page
@@ -787,6 +805,16 @@ mod tests {
         assert_eq!(queries(), q + 1);
         // Read-only memory is refused however it is asked about.
         assert_eq!(m.prove_writable(&[r(ro, 16)]), 0);
+        // A run's keys: the mapping table alone, one query at most.
+        let keys = [r(rw + 8, 4), r(rw + 3 * PG + 8, 4), r(rw + 7 * PG + 8, 4)];
+        let q = queries();
+        assert!(CallerMem::new().writable_by_table(&keys));
+        assert_eq!(queries(), q + 1);
+        assert!(CallerMem::new().writable_by_table(&[]));
+        assert_eq!(queries(), q + 1);
+        assert!(!CallerMem::new().writable_by_table(&[r(rw, 4), r(ro, 4)]));
+        assert!(!CallerMem::new().writable_by_table(&[r(ro, 4), r(rw, 4)]));
+        assert_eq!(queries(), q + 3);
         assert_eq!(
             CallerMem::new().prove_writable(&[r(rw, 8), r(ro + PG, 8)]),
             1

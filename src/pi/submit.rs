@@ -540,8 +540,22 @@ fn prepare_run(
     //    the page meanwhile); `try_emulate` puts back the keys of the iocbs
     //    the run does not end up accepting, which the kernel would not have
     //    reached.
-    if cands.len() > 1 {
-        let keyed = keys_after_first(&cands);
+    //    Where every one of those keys is 0 already (`io_prep_*` zero
+    //    them, and each submission leaves 0) and the kernel's mapping
+    //    table shows them all writable (one query, usually also answering
+    //    for the run's buffers), the kernel's stores would change nothing
+    //    and could not fault: none is made.  A page write-protected by
+    //    another thread meanwhile is as if protected after the kernel's
+    //    store.
+    let keyed = keys_after_first(&cands);
+    let keys_in_place = keyed.iter().all(|&(_, key)| key == 0) && {
+        let ranges: Vec<libc::iovec> = keyed
+            .iter()
+            .map(|&(io, _)| key_range(io as *mut iocb))
+            .collect();
+        mem.writable_by_table(&ranges)
+    };
+    if cands.len() > 1 && !keys_in_place {
         // A key across two pages (an unaligned iocb) could be written in
         // part where the kernel's single store writes nothing: first write
         // back the keys as they are (no visible change) to learn how many
