@@ -421,13 +421,29 @@ impl CallerMem {
             return true;
         }
         // Page counts stop at WORTH_PAGES: only comparisons with it matter.
+        // They are counted once: nothing is recorded as proven until the
+        // caller is answered.
         const W: usize = vma::WORTH_PAGES;
-        let pages: usize = all().map(|v| self.unproven_pages(v)).sum();
-        if pages < W {
+        let n = a.len() + b.len();
+        let range = |i: usize| if i < a.len() { &a[i] } else { &b[i - a.len()] };
+        let mut on_stack = [0u8; 16];
+        let mut on_heap = Vec::new();
+        let counts: &mut [u8] = if n <= on_stack.len() {
+            &mut on_stack[..n]
+        } else {
+            on_heap.resize(n, 0);
+            &mut on_heap
+        };
+        for (i, c) in counts.iter_mut().enumerate() {
+            *c = self.unproven_pages(range(i)) as u8;
+        }
+        let counts = &*counts;
+        let pages = |i: usize| usize::from(counts[i]);
+        if (0..n).map(pages).sum::<usize>() < W {
             return false;
         }
-        for v in all() {
-            if self.unproven_pages(v) == W && !self.vmas.prove_one(v, access) {
+        for i in 0..n {
+            if pages(i) == W && !self.vmas.prove_one(range(i), access) {
                 return false;
             }
         }
@@ -436,31 +452,36 @@ impl CallerMem {
         // while they add up to W pages or more, then the per-page proofs
         // for the last few.  (Past a few dozen ranges, all queried: a
         // recount per query would cost more than it saves.)
-        let small =
-            |me: &Self, v: &libc::iovec| me.unproven_pages(v) < W && !me.vmas.known_one(v, access);
+        let small = |vmas: &Vmas, i: usize| pages(i) < W && !vmas.known_one(range(i), access);
         loop {
             // The next to query: the one with the most unproven pages,
             // `b`'s first on a tie (a write's data: its tuples are `a`).
             let mut left = 0;
-            let mut next: Option<(usize, libc::iovec)> = None;
-            for v in b.iter().chain(a).filter(|v| small(self, v)) {
-                let pages = self.unproven_pages(v);
-                left += pages;
-                if next.is_none_or(|(most, _)| pages > most) {
-                    next = Some((pages, *v));
+            let mut next: Option<usize> = None;
+            for i in (a.len()..n)
+                .chain(0..a.len())
+                .filter(|&i| small(&self.vmas, i))
+            {
+                left += pages(i);
+                if next.is_none_or(|most| pages(i) > pages(most)) {
+                    next = Some(i);
                 }
             }
-            let Some((_, next)) = next else {
+            let Some(next) = next else {
                 return true;
             };
             if left < W {
-                return self.loads_prove(|| all().filter(|v| small(self, v)));
+                let vmas = &self.vmas;
+                return self.loads_prove(|| (0..n).filter(|&i| small(vmas, i)).map(range));
             }
-            if a.len() + b.len() > SMALL_RANGES_RECOUNTED {
-                let rest: Vec<libc::iovec> = all().filter(|v| small(self, v)).copied().collect();
+            if n > SMALL_RANGES_RECOUNTED {
+                let rest: Vec<libc::iovec> = (0..n)
+                    .filter(|&i| small(&self.vmas, i))
+                    .map(|i| *range(i))
+                    .collect();
                 return self.vmas.prove(&rest, access);
             }
-            if !self.vmas.prove_one(&next, access) {
+            if !self.vmas.prove_one(range(next), access) {
                 return false;
             }
         }
