@@ -38,23 +38,33 @@ static const struct fmt T1 = { IO_PI_T10_DIF_TYPE1_CRC, 512 };
 
 enum { LEN = 65536, N = LEN / 512, PIL = N * 8 };
 
+/* Submit the prepared `io` alone and reap its event: the event's res, or
+ * io_submit's error (then *reaped = 0), or -1000 if its event did not come. */
+static long run1(io_context_t ctx, struct iocb *io, int *reaped)
+{
+	struct io_event ev;
+	int r = submit1(ctx, io);
+	*reaped = 0;
+	if (r != 1)
+		return r;
+	if (reap1(ctx, &ev) != 1 || ev.obj != io)
+		return -1000;
+	*reaped = 1;
+	return (long)ev.res;
+}
+
 /* A PI write of `d` (with correct tuples, or one guard bit off) at `off`
  * from tuples at `pi`: the event's res (or io_submit's error). */
 static long pi_write(io_context_t ctx, int fd, uint8_t *d, uint8_t *pi, long long off, int bad)
 {
 	struct iocb io;
 	struct iovec v[2] = { { d, LEN }, { pi, PIL } };
-	struct io_event ev;
+	int reaped;
 	expected_pi(T1, pi, d, LEN, off);
 	if (bad)
 		pi[5 * 8] ^= 0x10;
 	io_prep_pwritevm(&io, fd, v, 2, off);
-	int r = submit1(ctx, &io);
-	if (r != 1)
-		return r;
-	if (reap1(ctx, &ev) != 1 || ev.obj != &io)
-		return -1000;
-	return (long)ev.res;
+	return run1(ctx, &io, &reaped);
 }
 
 /* A PI read into `d` and `pi` from `off`: the event's res, and whether the
@@ -63,20 +73,15 @@ static long pi_read(io_context_t ctx, int fd, uint8_t *d, uint8_t *pi, long long
 {
 	struct iocb io;
 	struct iovec v[2] = { { d, LEN }, { pi, PIL } };
-	struct io_event ev;
 	uint8_t expect[PIL];
+	int reaped;
 	memset(d, 0x5a, LEN);
 	memset(pi, 0x5a, PIL);
 	io_prep_preadvm(&io, fd, v, 2, off);
-	int r = submit1(ctx, &io);
-	*ok = 0;
-	if (r != 1)
-		return r;
-	if (reap1(ctx, &ev) != 1 || ev.obj != &io)
-		return -1000;
+	long res = run1(ctx, &io, &reaped);
 	expected_pi(T1, expect, want, LEN, off);
-	*ok = memcmp(d, want, LEN) == 0 && memcmp(pi, expect, PIL) == 0;
-	return (long)ev.res;
+	*ok = reaped && memcmp(d, want, LEN) == 0 && memcmp(pi, expect, PIL) == 0;
+	return res;
 }
 
 /* One round trip with data and tuples in `d`/`pi` (LEN and PIL bytes of

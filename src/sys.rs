@@ -836,11 +836,10 @@ pub(crate) fn iov(addr: usize, len: usize) -> libc::iovec {
     }
 }
 
-/// Tests: a fresh private anonymous mapping of `len` bytes with protection
-/// `prot`, as an address (the caller unmaps it, or leaves it to the end of
-/// the test process).
-#[cfg(test)]
-pub(crate) fn anon_map(len: usize, prot: i32) -> usize {
+/// A fresh anonymous mapping of `len` bytes chosen by the kernel, with
+/// protection `prot` and `MAP_ANONYMOUS` plus `flags` (`MAP_PRIVATE` or
+/// `MAP_SHARED`), as an address; `None` if the kernel refuses.
+pub(crate) fn map_anon(len: usize, prot: i32, flags: i32) -> Option<usize> {
     // SAFETY: a new mapping chosen by the kernel; no existing memory is
     // touched.
     let p = unsafe {
@@ -848,13 +847,26 @@ pub(crate) fn anon_map(len: usize, prot: i32) -> usize {
             core::ptr::null_mut(),
             len,
             prot,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            flags | libc::MAP_ANONYMOUS,
             -1,
             0,
         )
     };
-    assert_ne!(p, libc::MAP_FAILED, "mmap of {len} bytes");
-    p as usize
+    (p != libc::MAP_FAILED).then_some(p as usize)
+}
+
+/// Tests: a fresh private anonymous mapping of `len` bytes with protection
+/// `prot`, as an address (the caller unmaps it, or leaves it to the end of
+/// the test process).
+#[cfg(test)]
+pub(crate) fn anon_map(len: usize, prot: i32) -> usize {
+    map_anon(len, prot, libc::MAP_PRIVATE).expect("mmap of a private anonymous mapping")
+}
+
+/// Tests: [`anon_map`], shared (`MAP_SHARED | MAP_ANONYMOUS`).
+#[cfg(test)]
+pub(crate) fn shared_anon_map(len: usize, prot: i32) -> usize {
+    map_anon(len, prot, libc::MAP_SHARED).expect("mmap of a shared anonymous mapping")
 }
 
 /// Tests: [`anon_map`] between two `PROT_NONE` pages of its own, so that

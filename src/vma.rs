@@ -163,14 +163,9 @@ impl Vmas {
         ranges.iter().all(|v| self.prove_one(v, access))
     }
 
-    /// [`Vmas::prove`] from the mapping last described only (no system
-    /// call): for ranges of a page or two, which a per-page proof answers
-    /// for less than a query (see [`WORTH_PAGES`]).
-    pub fn known(&self, ranges: &[libc::iovec], access: Access) -> bool {
-        ranges.iter().all(|v| self.known_one(v, access))
-    }
-
-    /// [`Vmas::known`] for one range.
+    /// [`Vmas::prove_one`] from the mapping last described only (no
+    /// system call): for ranges of a page or two, which a per-page proof
+    /// answers for less than a query (see [`WORTH_PAGES`]).
     pub fn known_one(&self, v: &libc::iovec, access: Access) -> bool {
         match span(v) {
             Some((addr, end)) => v.iov_len == 0 || self.last.proves(addr, end, access),
@@ -216,33 +211,12 @@ fn span(v: &libc::iovec) -> Option<(usize, usize)> {
 fn state() -> Option<&'static AtomicI32> {
     static PAGE: OnceLock<Option<&'static AtomicI32>> = OnceLock::new();
     *PAGE.get_or_init(|| {
-        // SAFETY: a new private anonymous mapping chosen by the kernel;
-        // it is never unmapped, so the reference below lives forever.
-        let p = unsafe {
-            libc::mmap(
-                core::ptr::null_mut(),
-                4096,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        if p == libc::MAP_FAILED {
-            return None;
-        }
-        if sys::raw6(
-            libc::SYS_madvise,
-            p as usize,
-            4096,
-            MADV_WIPEONFORK,
-            0,
-            0,
-            0,
-        ) != 0
-        {
+        // A new private anonymous page, never unmapped (so the reference
+        // below lives forever).
+        let p = sys::map_anon(4096, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE)?;
+        if sys::raw6(libc::SYS_madvise, p, 4096, MADV_WIPEONFORK, 0, 0, 0) != 0 {
             // SAFETY: our own mapping, never shared.
-            unsafe { libc::munmap(p, 4096) };
+            unsafe { libc::munmap(p as *mut _, 4096) };
             return None;
         }
         // SAFETY: the page is ours, readable, writable, zero-filled (a
@@ -356,6 +330,17 @@ fn query(addr: usize) -> Option<Mapping> {
     }
 }
 
+/// Tests: whether the mapping table can be asked here; where it cannot,
+/// prints the SKIP line the tests that need it share.
+#[cfg(test)]
+pub(crate) fn usable_or_skip() -> bool {
+    let usable = descriptor().is_some();
+    if !usable {
+        eprintln!("SKIP: no PROCMAP_QUERY here (Linux < 6.11, or protection keys)");
+    }
+    usable
+}
+
 #[cfg(test)]
 thread_local! {
     /// Tests: how many queries this thread has made.
@@ -410,8 +395,7 @@ mod tests {
     #[test]
     fn mappings_prove_what_they_allow_and_nothing_else() {
         let _layout = sys::layout_lock();
-        if descriptor().is_none() {
-            eprintln!("SKIP: no PROCMAP_QUERY here (Linux < 6.11, or protection keys)");
+        if !usable_or_skip() {
             return;
         }
         // Fenced: a neighbour merged into it would move its end.
@@ -434,17 +418,7 @@ mod tests {
         assert!(!Vmas::new().prove(&[r(rw, 4 * 4096 + 1)], Access::Read));
         assert!(!Vmas::new().prove(&[r(usize::MAX - 10, 5)], Access::Read));
         // A shared or file mapping is not plain anonymous memory.
-        // SAFETY: a new mapping chosen by the kernel.
-        let shared = unsafe {
-            libc::mmap(
-                core::ptr::null_mut(),
-                4096,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        } as usize;
+        let shared = sys::shared_anon_map(4096, libc::PROT_READ | libc::PROT_WRITE);
         assert!(!Vmas::new().prove(&[r(shared, 8)], Access::Read));
         let text = mappings_prove_what_they_allow_and_nothing_else as fn() as usize;
         assert!(!Vmas::new().prove(&[r(text, 8)], Access::Read));

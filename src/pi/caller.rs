@@ -521,7 +521,7 @@ impl CallerMem {
     /// where it answers, else the kernel stores into each page
     /// ([`sys::store_writable`]; the bytes of `v` are then unspecified).
     pub fn prove_writable_now(&mut self, v: &libc::iovec) -> bool {
-        self.vmas.known(core::slice::from_ref(v), Access::Write) || sys::store_writable(v)
+        self.vmas.known_one(v, Access::Write) || sys::store_writable(v)
     }
 
     /// Prove the caller's `ranges` writable now, in order, for stores made
@@ -722,10 +722,9 @@ mod tests {
     #[test]
     fn the_mapping_table_proves_large_ranges_and_small_ones_cost_no_second_query() {
         let _layout = sys::layout_lock();
-        let Some(_) = vma::queries() else {
-            eprintln!("SKIP: no PROCMAP_QUERY here (Linux < 6.11, or protection keys)");
+        if !vma::usable_or_skip() {
             return;
-        };
+        }
         const PG: usize = 4096;
         let rw = libc::PROT_READ | libc::PROT_WRITE;
         // Fenced, so that no two of them (or another test's) merge.
@@ -734,18 +733,7 @@ mod tests {
         let ro = sys::anon_map(PG, libc::PROT_READ);
         let none = sys::anon_map(PG, libc::PROT_NONE);
         let gone = sys::anon_map(PG, rw);
-        // SAFETY: a new shared mapping chosen by the kernel.
-        let shared = unsafe {
-            libc::mmap(
-                core::ptr::null_mut(),
-                8 * PG,
-                rw,
-                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        } as usize;
-        assert_ne!(shared, libc::MAP_FAILED as usize);
+        let shared = sys::shared_anon_map(8 * PG, rw);
         // A hole, after the last mapping (which would otherwise fill it).
         // SAFETY: our own mapping from just above.
         unsafe { libc::munmap(gone as *mut _, PG) };
@@ -803,10 +791,9 @@ mod tests {
     #[test]
     fn writable_proofs_ask_the_mapping_table_from_the_second_range_on() {
         let _layout = sys::layout_lock();
-        let Some(_) = vma::queries() else {
-            eprintln!("SKIP: no PROCMAP_QUERY here (Linux < 6.11, or protection keys)");
+        if !vma::usable_or_skip() {
             return;
-        };
+        }
         const PG: usize = 4096;
         let rw = sys::anon_map(8 * PG, libc::PROT_READ | libc::PROT_WRITE);
         let ro = sys::anon_map(2 * PG, libc::PROT_READ);

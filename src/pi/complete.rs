@@ -362,10 +362,9 @@ mod tests {
     #[test]
     fn reads_reaped_together_share_one_query() {
         let _layout = sys::layout_lock();
-        let Some(_) = crate::vma::queries() else {
-            eprintln!("SKIP: no PROCMAP_QUERY here (Linux < 6.11, or protection keys)");
+        if !crate::vma::usable_or_skip() {
             return;
-        };
+        }
         const PG: usize = 4096;
         const READS: usize = 4;
         const DATA: usize = 4 * PG;

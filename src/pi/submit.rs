@@ -547,15 +547,11 @@ fn prepare_run(
     //    and could not fault: none is made.  A page write-protected by
     //    another thread meanwhile is as if protected after the kernel's
     //    store.
+    //    (A run of one iocb has no such keys: nothing to store.)
     let keyed = keys_after_first(&cands);
-    let keys_in_place = keyed.iter().all(|&(_, key)| key == 0) && {
-        let ranges: Vec<libc::iovec> = keyed
-            .iter()
-            .map(|&(io, _)| key_range(io as *mut iocb))
-            .collect();
-        mem.writable_by_table(&ranges)
-    };
-    if cands.len() > 1 && !keys_in_place {
+    let keys_in_place =
+        keyed.iter().all(|&(_, key)| key == 0) && mem.writable_by_table(&key_ranges(&keyed));
+    if !keys_in_place {
         // A key across two pages (an unaligned iocb) could be written in
         // part where the kernel's single store writes nothing: first write
         // back the keys as they are (no visible change) to learn how many
@@ -631,12 +627,16 @@ const ZERO_KEYS_ONE_BY_ONE: usize = 8;
 
 /// [`write_keys`] with one kernel-checked copy.
 fn write_keys_copied(mem: &mut CallerMem, keyed: &[(usize, core::ffi::c_uint)]) -> usize {
-    let ranges: Vec<libc::iovec> = keyed
+    let bytes: Vec<u8> = keyed.iter().flat_map(|&(_, k)| k.to_ne_bytes()).collect();
+    mem.write(&bytes, &key_ranges(keyed))
+}
+
+/// The `aio_key` fields of the iocbs of `keyed` ([`key_range`] of each).
+fn key_ranges(keyed: &[(usize, core::ffi::c_uint)]) -> Vec<libc::iovec> {
+    keyed
         .iter()
         .map(|&(io, _)| key_range(io as *mut iocb))
-        .collect();
-    let bytes: Vec<u8> = keyed.iter().flat_map(|&(_, k)| k.to_ne_bytes()).collect();
-    mem.write(&bytes, &ranges)
+        .collect()
 }
 
 /// The caller's PI iocb as a plain `PREADV`/`PWRITEV`: same fd, offset,
