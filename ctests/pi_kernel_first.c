@@ -15,16 +15,14 @@
  * buffer is the kernel's to fill: left as it was), and hand back the
  * kernel's events with the caller's obj and data.
  *
- * The child runs the batches between raise(SIGSTOP) markers; the parent
- * detaches after the last region (LeakSanitizer ptraces at exit). */
-#include "ctest.h"
+ * The child runs the batches between raise(SIGSTOP) markers
+ * (ctest_trace.h). */
+#include "ctest_trace.h"
 #include <libaio.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <sys/ptrace.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
-#include <sys/wait.h>
 
 enum { REGIONS = 3, BLK = 8192, PIB = BLK / 512 * 8 };
 
@@ -181,71 +179,51 @@ static int take_pi(pid_t pid, long nr, long iocbpp, struct patch *out, int max)
 			continue;
 		long plain = op == IO_CMD_PREADVM ? IO_CMD_PREADV : IO_CMD_PWRITEV;
 		long twin = (word & ~(0xFFFFL << op_shift)) | (plain << op_shift);
-		REQUIRE(ptrace(PTRACE_POKEDATA, pid, (void *)(io + op_word), (void *)twin) == 0);
-		REQUIRE(ptrace(PTRACE_POKEDATA, pid, (void *)(io + nbytes), (void *)(count - 1)) == 0);
+		REQUIRE_OR_EXIT(ptrace(PTRACE_POKEDATA, pid, (void *)(io + op_word), (void *)twin) == 0);
+		REQUIRE_OR_EXIT(ptrace(PTRACE_POKEDATA, pid, (void *)(io + nbytes), (void *)(count - 1)) == 0);
 		out[n++] = (struct patch){ io + op_word, word };
 		out[n++] = (struct patch){ io + nbytes, count };
 	}
 	return n;
 }
 
+/* The stand-in's state: the words rewritten by the current io_submit(2),
+ * and per region the io_submit entries and the PI iocbs rewritten. */
+struct dix {
+	struct patch patches[16];
+	int npatches, counts[REGIONS], taken[REGIONS];
+};
+
+static void play_dix(pid_t pid, int region, const struct __ptrace_syscall_info *info, void *arg)
+{
+	struct dix *d = arg;
+	if (info->op == PTRACE_SYSCALL_INFO_ENTRY && info->entry.nr == SYS_io_submit) {
+		d->counts[region]++;
+		d->npatches = take_pi(pid, (long)info->entry.args[1], (long)info->entry.args[2], d->patches,
+				     (int)(sizeof d->patches / sizeof d->patches[0]));
+		d->taken[region] += d->npatches / 2;
+	} else if (info->op == PTRACE_SYSCALL_INFO_EXIT && d->npatches) {
+		/* The kernel has copied the iocbs: the caller's own back. */
+		for (int i = 0; i < d->npatches; i++) {
+			struct patch *p = &d->patches[i];
+			REQUIRE_OR_EXIT(ptrace(PTRACE_POKEDATA, pid, (void *)p->addr, (void *)p->orig) == 0);
+		}
+		d->npatches = 0;
+	}
+}
+
 int main(void)
 {
-	fflush(stdout);
-	pid_t pid = fork();
-	REQUIRE(pid >= 0);
-	if (pid == 0)
-		_exit(child());
-
-	struct patch patches[16];
-	int st, stops = 0, inside = 0, region = -1, counts[REGIONS] = { 0 }, taken[REGIONS] = { 0 };
-	int npatches = 0;
-	REQUIRE(waitpid(pid, &st, 0) == pid);
-	if (WIFEXITED(st))
-		return WEXITSTATUS(st); /* 77: skipped */
-	REQUIRE(WIFSTOPPED(st) && WSTOPSIG(st) == SIGSTOP);
-	REQUIRE(ptrace(PTRACE_SETOPTIONS, pid, 0, PTRACE_O_TRACESYSGOOD | PTRACE_O_EXITKILL) == 0);
-	REQUIRE(ptrace(PTRACE_SYSCALL, pid, 0, 0) == 0);
-	for (;;) {
-		REQUIRE(waitpid(pid, &st, 0) == pid);
-		if (WIFEXITED(st) || WIFSIGNALED(st))
-			break;
-		int sig = WSTOPSIG(st);
-		if (sig == (SIGTRAP | 0x80)) {
-			struct __ptrace_syscall_info info;
-			long n = ptrace(PTRACE_GET_SYSCALL_INFO, pid, sizeof info, &info);
-			if (n > 0 && info.op == PTRACE_SYSCALL_INFO_ENTRY && info.entry.nr == SYS_io_submit && inside) {
-				counts[region]++;
-				npatches = take_pi(pid, (long)info.entry.args[1], (long)info.entry.args[2], patches, 16);
-				taken[region] += npatches / 2;
-			} else if (n > 0 && info.op == PTRACE_SYSCALL_INFO_EXIT && npatches) {
-				/* The kernel has copied the iocbs: the caller's own back. */
-				for (int i = 0; i < npatches; i++)
-					REQUIRE(ptrace(PTRACE_POKEDATA, pid, (void *)patches[i].addr,
-						       (void *)patches[i].orig) == 0);
-				npatches = 0;
-			}
-			sig = 0;
-		} else if (sig == SIGSTOP) {
-			stops++;
-			inside = !inside;
-			if (inside)
-				region++;
-			sig = 0;
-			if (stops == 2 * REGIONS) {
-				REQUIRE(ptrace(PTRACE_DETACH, pid, 0, 0) == 0);
-				continue;
-			}
-		}
-		REQUIRE(ptrace(PTRACE_SYSCALL, pid, 0, sig) == 0);
-	}
+	struct dix d = { .npatches = 0 };
+	int stops;
+	int st = ctest_run_traced(child, REGIONS, play_dix, &d, &stops);
 	if (WIFEXITED(st) && WEXITSTATUS(st) == 77)
 		ctest_skip("the child skipped");
 	CHECK_EQ_MSG(stops, 2 * REGIONS, "the child marked every region");
 	for (int i = 0; i < REGIONS; i++) {
-		CHECKF(counts[i] == 1, "region %d: exactly one io_submit(2) (%d)", i, counts[i]);
-		CHECKF(taken[i] == (i == 2 ? 2 : 1), "region %d: the PI iocbs reached the kernel as PI iocbs (%d)", i,
-		       taken[i]);
+		CHECKF(d.counts[i] == 1, "region %d: exactly one io_submit(2) (%d)", i, d.counts[i]);
+		CHECKF(d.taken[i] == (i == 2 ? 2 : 1), "region %d: the PI iocbs reached the kernel as PI iocbs (%d)", i,
+		       d.taken[i]);
 	}
 	CHECKF(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the child's own checks passed (status %#x)", st);
 	return ctest_finish();

@@ -9,15 +9,12 @@
  * kernel's answer.
  *
  * The child runs the batches between raise(SIGSTOP) markers; the parent
- * counts the io_submit entries inside each region and then detaches (so
- * that LeakSanitizer, which ptraces at exit, works in the ASan build). */
-#include "ctest.h"
+ * counts the io_submit entries inside each region (ctest_trace.h). */
+#include "ctest_trace.h"
 #include <libaio.h>
 #include <stdint.h>
 #include <sys/mman.h>
-#include <sys/ptrace.h>
 #include <sys/syscall.h>
-#include <sys/wait.h>
 
 enum { REGIONS = 3 };
 
@@ -81,46 +78,18 @@ static int child(void)
 	return ctest_finish();
 }
 
+/* Counts the io_submit(2) entries of each region. */
+static void count_submits(pid_t pid, int region, const struct __ptrace_syscall_info *info, void *arg)
+{
+	(void)pid;
+	if (info->op == PTRACE_SYSCALL_INFO_ENTRY && info->entry.nr == SYS_io_submit)
+		((int *)arg)[region]++;
+}
+
 int main(void)
 {
-	fflush(stdout);
-	pid_t pid = fork();
-	REQUIRE(pid >= 0);
-	if (pid == 0)
-		_exit(child());
-
-	int st, stops = 0, inside = 0, region = -1, counts[REGIONS] = { 0 };
-	REQUIRE(waitpid(pid, &st, 0) == pid);
-	if (WIFEXITED(st))
-		return WEXITSTATUS(st); /* 77: skipped */
-	REQUIRE(WIFSTOPPED(st) && WSTOPSIG(st) == SIGSTOP);
-	REQUIRE(ptrace(PTRACE_SETOPTIONS, pid, 0, PTRACE_O_TRACESYSGOOD | PTRACE_O_EXITKILL) == 0);
-	REQUIRE(ptrace(PTRACE_SYSCALL, pid, 0, 0) == 0);
-	for (;;) {
-		REQUIRE(waitpid(pid, &st, 0) == pid);
-		if (WIFEXITED(st) || WIFSIGNALED(st))
-			break;
-		int sig = WSTOPSIG(st);
-		if (sig == (SIGTRAP | 0x80)) {
-			struct __ptrace_syscall_info info;
-			long n = ptrace(PTRACE_GET_SYSCALL_INFO, pid, sizeof info, &info);
-			if (n > 0 && info.op == PTRACE_SYSCALL_INFO_ENTRY && info.entry.nr == SYS_io_submit && inside)
-				counts[region]++;
-			sig = 0;
-		} else if (sig == SIGSTOP) {
-			stops++;
-			inside = !inside;
-			if (inside)
-				region++;
-			sig = 0;
-			if (stops == 2 * REGIONS) {
-				/* The last region is over: let the child finish alone. */
-				REQUIRE(ptrace(PTRACE_DETACH, pid, 0, 0) == 0);
-				continue;
-			}
-		}
-		REQUIRE(ptrace(PTRACE_SYSCALL, pid, 0, sig) == 0);
-	}
+	int counts[REGIONS] = { 0 }, stops;
+	int st = ctest_run_traced(child, REGIONS, count_submits, counts, &stops);
 	if (WIFEXITED(st) && WEXITSTATUS(st) == 77)
 		ctest_skip("the child skipped");
 	CHECK_EQ_MSG(stops, 2 * REGIONS, "the child marked every region");
