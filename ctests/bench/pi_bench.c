@@ -197,13 +197,13 @@ int main(int argc, char **argv)
 	if (io_setup(qd, &ctx))
 		return 1;
 	struct slot *slots = calloc(qd, sizeof *slots);
+	const char *apart_env = getenv("PI_BENCH_IOV_APART");
+	int iov_apart = apart_env && atoi(apart_env);
 	for (int i = 0; i < qd; i++) {
 		slots[i].rbuf = xalloc(BLK);
 		slots[i].rpi = xalloc(PIB);
 		slots[i].wbuf = xalloc(BLK);
-		slots[i].iov = getenv("PI_BENCH_IOV_APART") && atoi(getenv("PI_BENCH_IOV_APART"))
-				       ? xalloc(4096)
-				       : slots[i].iov_in;
+		slots[i].iov = iov_apart ? xalloc(4096) : slots[i].iov_in;
 		memcpy(slots[i].wbuf, wbuf, BLK);
 	}
 	double a[64], b[64], ca[64], cb[64], pr[64];

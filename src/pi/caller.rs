@@ -229,7 +229,7 @@ impl CallerMem {
         probe: &[libc::iovec],
     ) -> bool {
         debug_assert_eq!(dst.len(), src.iov_len);
-        if self.vmas_prove(core::slice::from_ref(&src), probe, Access::Read) {
+        if self.vmas_prove(core::slice::from_ref(&src), probe) {
             self.proven_write(src, probe, Some(dst));
             return true;
         }
@@ -396,16 +396,16 @@ impl CallerMem {
     /// pages.  Beyond that, or where any of those calls cannot answer or
     /// answers "unreadable", the authoritative [`CallerMem::probe`].
     pub fn prove_readable(&mut self, ranges: &[libc::iovec]) -> bool {
-        if self.vmas_prove(ranges, &[], Access::Read) || self.loads_prove(|| ranges.iter()) {
+        if self.vmas_prove(ranges, &[]) || self.loads_prove(|| ranges.iter()) {
             self.proven_ranges(ranges);
             return true;
         }
         self.probe(ranges)
     }
 
-    /// Whether `a` and `b` are proven readable (`access` is
-    /// [`Access::Read`]; nothing is recorded), the kernel's mapping table
-    /// (see [`crate::vma`]) answering for most of them: what it last
+    /// Whether `a` and `b` are proven readable (nothing is recorded), the
+    /// kernel's mapping table (see [`crate::vma`]) answering for most of
+    /// them: what it last
     /// described, a query for every range of [`vma::WORTH_PAGES`] or more
     /// unproven pages, and then for the small ranges left, a query too
     /// where they add up to that many pages, else the per-page proofs
@@ -414,8 +414,8 @@ impl CallerMem {
     /// `false` where all of them add up to fewer pages (the per-page proofs
     /// are cheaper for all) or any answer is "not proven": ask the
     /// per-page proofs for everything.
-    fn vmas_prove(&mut self, a: &[libc::iovec], b: &[libc::iovec], access: Access) -> bool {
-        debug_assert_eq!(access, Access::Read);
+    fn vmas_prove(&mut self, a: &[libc::iovec], b: &[libc::iovec]) -> bool {
+        let access = Access::Read;
         let all = || a.iter().chain(b);
         if all().all(|v| self.vmas.known_one(v, access)) {
             return true;
@@ -740,7 +740,7 @@ mod tests {
         // How many queries `vmas_prove(tuples, data)` makes, and its answer.
         let ask = |tuples: &[libc::iovec], data: &[libc::iovec]| {
             let before = vma::queries().unwrap();
-            let ok = CallerMem::new().vmas_prove(tuples, data, Access::Read);
+            let ok = CallerMem::new().vmas_prove(tuples, data);
             (ok, vma::queries().unwrap() - before)
         };
         let all = [r(data, 8 * PG)];
