@@ -875,19 +875,22 @@ pub(crate) fn shared_anon_map(len: usize, prot: i32) -> usize {
 /// where a mapping ends sees its own end.  Unmap with [`fenced_unmap`].
 #[cfg(test)]
 pub(crate) fn fenced_map(len: usize, prot: i32) -> usize {
-    const PG: usize = 4096;
-    let outer = anon_map(len + 2 * PG, libc::PROT_NONE);
+    let outer = anon_map(len + 2 * FENCE, libc::PROT_NONE);
     // SAFETY: the inside of our own fresh mapping.
-    let r = unsafe { libc::mprotect((outer + PG) as *mut _, len, prot) };
+    let r = unsafe { libc::mprotect((outer + FENCE) as *mut _, len, prot) };
     assert_eq!(r, 0, "mprotect of a fenced mapping");
-    outer + PG
+    outer + FENCE
 }
+
+/// The size of each `PROT_NONE` fence of a [`fenced_map`]: one page.
+#[cfg(test)]
+const FENCE: usize = 4096;
 
 /// Tests: unmap a [`fenced_map`] of `len` bytes at `addr`, fences too.
 #[cfg(test)]
 pub(crate) fn fenced_unmap(addr: usize, len: usize) {
     // SAFETY: a fenced mapping of ours, as made by `fenced_map`.
-    unsafe { libc::munmap((addr - 4096) as *mut _, len + 2 * 4096) };
+    unsafe { libc::munmap((addr - FENCE) as *mut _, len + 2 * FENCE) };
 }
 
 #[cfg(test)]
