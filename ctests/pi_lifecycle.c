@@ -6,11 +6,17 @@
  *    io_set_pi_format must still know the new context;
  *  - fork() while another thread submits and reaps PI iocbs: the child's
  *    own PI read on its own context must complete (it used to hang on a
- *    lock held by a parent thread at the fork). */
+ *    lock held by a parent thread at the fork);
+ *  - io_destroy while another thread's io_getevents has taken PI events
+ *    from the kernel but not yet returned them (a signal handler runs in
+ *    between): that thread must still get the caller's events, as the
+ *    kernel gives plain ones (the destroy used to free their records
+ *    first, and the reaper got the library's shadow events). */
 #include "pi_common.h"
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <sys/wait.h>
 
 static const struct fmt T1 = { IO_PI_T10_DIF_TYPE1_CRC, 512 };
@@ -168,6 +174,65 @@ static void fork_during_pi(void)
 	CHECKF(failed == 0, "children whose own PI read failed: %d of 60", failed);
 }
 
+static io_context_t held_ctx;
+static struct pi_read held[4];
+static _Atomic int held_got, handler_done;
+
+static void slow_handler(int sig)
+{
+	(void)sig;
+	usleep(100 * 1000); /* the destroy runs meanwhile */
+	atomic_store(&handler_done, 1);
+}
+
+/* Waits for 8 events, of which only 4 ever come: the signal ends the wait
+ * with those 4 (the kernel returns what it copied), then the handler runs
+ * before the library has translated them. */
+static void *held_reaper(void *a)
+{
+	struct io_event ev[8];
+	int n = io_getevents(held_ctx, 8, 8, ev, NULL);
+	int good = 0;
+	for (int i = 0; i < n; i++) {
+		struct pi_read *r = (struct pi_read *)((char *)ev[i].obj - offsetof(struct pi_read, io));
+		uint8_t want[64];
+		expected_pi(T1, want, file_data, 4096, 0);
+		good += ev[i].obj >= &held[0].io && ev[i].obj <= &held[3].io &&
+			ev[i].data == (void *)r->tag && (long)ev[i].res == 4096 &&
+			memcmp(r->pi, want, 64) == 0;
+	}
+	atomic_store(&held_got, n == 4 && good == 4 ? 1 : -n - 100 * good);
+	return a;
+}
+
+static void destroy_while_events_held(void)
+{
+	struct sigaction sa = { .sa_handler = slow_handler }, old;
+	sigaction(SIGUSR1, &sa, &old);
+	held_ctx = 0;
+	if (io_setup(16, &held_ctx) != 0) {
+		CHECKF(0, "io_setup");
+		return;
+	}
+	pthread_t th;
+	pthread_create(&th, NULL, held_reaper, NULL);
+	usleep(10 * 1000);
+	for (int i = 0; i < 4; i++)
+		pi_read_submit(held_ctx, &held[i], 0x500 + i);
+	usleep(100 * 1000); /* the reads complete: the reaper holds their events */
+	pthread_kill(th, SIGUSR1);
+	usleep(10 * 1000); /* the handler is running */
+	CHECK_EQ_MSG(io_destroy(held_ctx), 0, "io_destroy while a reaper holds PI events");
+	pthread_join(th, NULL);
+	CHECKF(atomic_load(&handler_done), "the handler ran");
+	CHECKF(atomic_load(&held_got) == 1,
+	       "the reaper got its 4 PI events with the caller's obj/data/res and tuples (%d)",
+	       atomic_load(&held_got));
+	for (int i = 0; i < 4; i++)
+		free(held[i].buf);
+	sigaction(SIGUSR1, &old, NULL);
+}
+
 int main(void)
 {
 	fd = pi_open_direct("lifecycle.dat", O_TRUNC);
@@ -182,6 +247,7 @@ int main(void)
 	file_data = w;
 	destroy_during_setup();
 	fork_during_pi();
+	destroy_while_events_held();
 	close(fd);
 	unlink("lifecycle.dat");
 	free(w);

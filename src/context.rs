@@ -46,7 +46,7 @@
 //!   notice a move without a system call on every reap.
 
 use crate::abi::{AioRingHeader, AIO_RING_MAGIC};
-use core::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Once;
 
 /// Number of slots.  Must be a power of two.
@@ -87,6 +87,12 @@ pub struct Context {
     /// [`REGISTRATIONS`] when registered: orders registrations against an
     /// `io_destroy` (see [`forget_moved`]).
     registered_seq: AtomicU64,
+    /// The kernel has destroyed this context (`io_destroy(2)` returned 0):
+    /// a reap that starts now gets no event of it, so it is not counted
+    /// (see [`Context::await_translations`]).  Set once by `io_destroy`,
+    /// cleared when the slot is registered again; `Relaxed` is enough: a
+    /// reaper that misses it is merely counted.
+    destroyed: AtomicBool,
 
     // ---- T10 protection information (src/pi) ----
     /// Protection-information format for emulated `IO_CMD_P*VM` iocbs
@@ -183,9 +189,58 @@ impl Drop for UserReaper<'_> {
     }
 }
 
-/// Proof that this thread is counted as being inside a reaping system call.
+impl<'a> UserReaper<'a> {
+    /// Give the ring back but stay counted (as a kernel reaper) while the
+    /// events just taken are translated (`pi::complete`): an `io_destroy`
+    /// of the context then frees its PI records only after that (see
+    /// [`Context::await_translations`]).  One atomic step turns USER into a
+    /// KERNEL unit, so the count never lapses; this thread is marked as
+    /// counted first and the owner cleared last, so that a signal handler
+    /// on this thread always recognises itself (see `try_user_reap`).
+    pub fn keep_counted(self) -> KernelReaper<'a> {
+        let ctx = self.ctx;
+        core::mem::forget(self);
+        let counted = KernelReaper::mark(ctx);
+        ctx.reap_state
+            .fetch_add(ReapState::KERNEL - ReapState::USER, Ordering::Release);
+        ctx.user_owner.store(0, Ordering::Release);
+        counted
+    }
+}
+
+/// Proof that this thread is counted as a kernel reaper of a context: inside
+/// a reaping system call, or translating the events it took, until dropped.
 pub struct KernelReaper<'a> {
     ctx: &'a Context,
+    /// [`COUNTED_ON`] before this one (restored on drop: a signal handler's
+    /// reap nests inside its thread's).
+    outer: usize,
+}
+
+thread_local! {
+    /// The [`Context`] (its address) this thread is counted on as a kernel
+    /// reaper, 0 if none: lets an `io_destroy` from a signal handler that
+    /// interrupted this thread's reap of the same context see that waiting
+    /// for the count would wait for itself.  Written and read only by its
+    /// own thread and that thread's signal handlers: an atomic for
+    /// signal-safety, not for sharing.
+    static COUNTED_ON: AtomicUsize = const { AtomicUsize::new(0) };
+}
+
+impl<'a> KernelReaper<'a> {
+    /// Mark this thread as counted on `ctx` (the count itself is the
+    /// caller's step, made after this, so that the mark covers it).
+    fn mark(ctx: &'a Context) -> KernelReaper<'a> {
+        let me = ctx as *const Context as usize;
+        let outer = COUNTED_ON.with(|c| c.swap(me, Ordering::Relaxed));
+        KernelReaper { ctx, outer }
+    }
+
+    /// Take the mark away without having been counted.
+    fn unmark(self) {
+        COUNTED_ON.with(|c| c.store(self.outer, Ordering::Relaxed));
+        core::mem::forget(self);
+    }
 }
 
 impl Drop for KernelReaper<'_> {
@@ -194,6 +249,7 @@ impl Drop for KernelReaper<'_> {
         self.ctx
             .reap_state
             .fetch_sub(ReapState::KERNEL, Ordering::Release);
+        COUNTED_ON.with(|c| c.store(self.outer, Ordering::Relaxed));
     }
 }
 
@@ -206,6 +262,7 @@ impl Context {
             ring_nr: AtomicU32::new(0),
             ring_id: AtomicU32::new(0),
             registered_seq: AtomicU64::new(0),
+            destroyed: AtomicBool::new(false),
             user_owner: AtomicUsize::new(0),
             pi_format: AtomicU32::new(0),
         }
@@ -305,16 +362,23 @@ impl Context {
     }
 
     /// Count this thread as inside a reaping system call on this context,
-    /// first waiting until no user-space reaper holds the ring.
+    /// first waiting until no user-space reaper holds the ring; `Ok(None)`
+    /// (not counted) once the kernel has destroyed the context.
     /// `Err(Reentrant)`: this thread holds it (a signal handler interrupted
     /// this thread's own user-space reap), waiting would never end.
     #[inline]
-    pub fn enter_kernel_reap(&self) -> Result<KernelReaper<'_>, Reentrant> {
+    pub fn enter_kernel_reap(&self) -> Result<Option<KernelReaper<'_>>, Reentrant> {
+        if self.destroyed.load(Ordering::Relaxed) {
+            return Ok(None);
+        }
+        // Marked before it is counted (see `COUNTED_ON`).
+        let marked = KernelReaper::mark(self);
         let mut spins = 0;
         let mut s = self.reap_state.load(Ordering::Relaxed);
         loop {
             if s & ReapState::USER != 0 {
                 if self.held_by_me() {
+                    marked.unmark();
                     return Err(Reentrant);
                 }
                 backoff(&mut spins);
@@ -327,9 +391,34 @@ impl Context {
                 Ordering::Acquire,
                 Ordering::Relaxed,
             ) {
-                Ok(_) => return Ok(KernelReaper { ctx: self }),
+                Ok(_) => return Ok(Some(marked)),
                 Err(now) => s = now,
             }
+        }
+    }
+
+    /// After `io_destroy(2)` of this context returned 0, before its PI
+    /// records are freed: wait until no thread is counted as a kernel
+    /// reaper of it.  The kernel has woken every thread waiting in a reap
+    /// of it (they return at once), but a thread whose reap already took
+    /// events (from the ring or the system call) may not have translated
+    /// them yet (`pi::complete`, run while still counted): freeing their
+    /// records first would hand it the library's shadow events.  Reaps
+    /// that start from now on get no event of this context and are not
+    /// counted (`destroyed`), so the wait ends.  Not from a signal handler
+    /// that interrupted this thread's own reap of it (that reap would wait
+    /// for the handler): then the records go at once, as before.
+    /// `Acquire` pairs with each reaper's `Release` decrement: what it did
+    /// with the records is done before they are freed.
+    pub fn await_translations(&self) {
+        self.destroyed.store(true, Ordering::Relaxed);
+        let me = self as *const Context as usize;
+        if COUNTED_ON.with(|c| c.load(Ordering::Relaxed)) == me {
+            return;
+        }
+        let mut spins = 0;
+        while self.reap_state.load(Ordering::Acquire) >= ReapState::KERNEL {
+            backoff(&mut spins);
         }
     }
 
@@ -524,6 +613,7 @@ pub fn register(ctx: usize) {
             );
             slot.generation.store(gen, Ordering::Relaxed);
             slot.pi_format.store(0, Ordering::Relaxed);
+            slot.destroyed.store(false, Ordering::Relaxed);
             slot.key.store(ctx, Ordering::Release);
             return;
         }
@@ -753,6 +843,53 @@ mod tests {
         assert!(c.try_user_reap(a).unwrap().is_some());
         assert!(c.begin_destroy().is_ok());
         c.abort_destroy();
+    }
+
+    /// `await_translations` waits for another thread still counted on the
+    /// context (a reap holding events it has not translated: user-space
+    /// take or system call), returns at once for this thread's own count
+    /// (a signal handler that interrupted its reap), and from then on new
+    /// reaps of the destroyed context are not counted.
+    #[test]
+    fn destroy_waits_for_translating_reapers_but_not_for_itself() {
+        let ring = FakeRing::registered();
+        let a = ring.addr;
+        let c = lookup(a).unwrap();
+        // A user-space take kept counted, on another thread.
+        let released = &AtomicBool::new(false);
+        std::thread::scope(|s| {
+            let (tx, rx) = std::sync::mpsc::channel();
+            s.spawn(move || {
+                let held = c.try_user_reap(a).unwrap().expect("the ring is free");
+                let counted = held.keep_counted();
+                assert_eq!(c.user_owner.load(Ordering::Relaxed), 0, "owner cleared");
+                assert_eq!(c.reap_state.load(Ordering::Relaxed), ReapState::KERNEL);
+                tx.send(()).unwrap();
+                std::thread::sleep(std::time::Duration::from_millis(100));
+                released.store(true, Ordering::Relaxed);
+                drop(counted);
+            });
+            rx.recv().unwrap();
+            c.await_translations();
+            assert!(
+                released.load(Ordering::Relaxed),
+                "returned before the reaper"
+            );
+        });
+        assert_eq!(c.reap_state.load(Ordering::Relaxed), 0);
+        // Destroyed: a new kernel reap is not counted.
+        assert!(matches!(c.enter_kernel_reap(), Ok(None)));
+        assert_eq!(c.reap_state.load(Ordering::Relaxed), 0);
+        drop(ring);
+        // Registered again: counted, and this thread's own count does not
+        // make the wait wait for itself.
+        let ring = FakeRing::registered();
+        let c = lookup(ring.addr).unwrap();
+        let mine = c.enter_kernel_reap().unwrap().expect("counted");
+        assert_eq!(c.reap_state.load(Ordering::Relaxed), ReapState::KERNEL);
+        c.await_translations();
+        drop(mine);
+        assert_eq!(c.reap_state.load(Ordering::Relaxed), 0);
     }
 
     /// Regression: the refusal above cleared DYING even when another

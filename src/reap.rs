@@ -58,7 +58,7 @@
 //! Every batch of events returned to a caller passes through [`delivered`].
 
 use crate::abi::{io_event, io_sigset, timespec};
-use crate::context::{self, Context, Reentrant};
+use crate::context::{self, Context, KernelReaper, Reentrant};
 use crate::ring::Ring;
 use crate::{proven, sys};
 use core::ffi::c_long;
@@ -245,27 +245,29 @@ fn raw_syscall(
 }
 
 /// The kernel's path, counted as a kernel reaper on a registered context.
-fn kernel(
-    c: Option<&Context>,
+/// The count is returned: the caller holds it until the events are
+/// translated (see [`Context::await_translations`]).
+fn kernel<'a>(
+    c: &'a Context,
     call: Call,
     ctx: usize,
     min_nr: c_long,
     nr: c_long,
     events: *mut io_event,
     timeout: *const timespec,
-) -> c_long {
-    let _counted = match c.map(Context::enter_kernel_reap) {
-        Some(Err(Reentrant)) => return REENTRANT,
-        counted => counted,
-    };
-    syscall(call, ctx, min_nr, nr, events, timeout)
+) -> (c_long, Option<KernelReaper<'a>>) {
+    match c.enter_kernel_reap() {
+        Err(Reentrant) => (REENTRANT, None),
+        Ok(counted) => (syscall(call, ctx, min_nr, nr, events, timeout), counted),
+    }
 }
 
 /// What a user-space attempt achieved.
-enum Attempt {
+enum Attempt<'a> {
     /// `.0` events were copied to the caller (maybe 0); `.1` more were
-    /// ready but did not fit in the `nr` asked for.
-    Took(usize, usize),
+    /// ready but did not fit in the `nr` asked for; `.2` the count held
+    /// while they are translated (when PI iocbs are in flight).
+    Took(usize, usize, Option<KernelReaper<'a>>),
     /// The ring could not be read safely: the kernel answers everything.
     Kernel,
     /// We are a signal handler that interrupted this thread's own reap.
@@ -282,7 +284,7 @@ const REENTRANT: c_long = -(libc::EINTR as c_long);
 /// Take up to `nr` ready events in user space, into `events`, which must be
 /// writable for `nr` events (library memory, or proven by the kernel).
 #[inline(always)]
-fn try_user_space(c: &Context, ctx: usize, events: *mut io_event, nr: usize) -> Attempt {
+fn try_user_space(c: &Context, ctx: usize, events: *mut io_event, nr: usize) -> Attempt<'_> {
     let reaper = match c.try_user_reap(ctx) {
         Ok(Some(reaper)) => reaper,
         Ok(None) => return Attempt::Kernel,
@@ -304,7 +306,14 @@ fn try_user_space(c: &Context, ctx: usize, events: *mut io_event, nr: usize) -> 
     // (this function's contract: the kernel wrote there, see `proven`) and
     // does not overlap the ring (checked above).
     match unsafe { ring.take(events, nr) } {
-        Ok((k, left)) => Attempt::Took(k, left),
+        // Events of PI iocbs among them are translated after the ring is
+        // given back: stay counted until then (`io_destroy` waits).  A
+        // PI event's record was counted in flight before its shadow was
+        // submitted, so a batch holding one sees `pi::in_flight()`.
+        Ok((k, left)) if k > 0 && crate::pi::in_flight() => {
+            Attempt::Took(k, left, Some(reaper.keep_counted()))
+        }
+        Ok((k, left)) => Attempt::Took(k, left, None),
         Err(_) => Attempt::Kernel,
     }
 }
@@ -386,18 +395,15 @@ fn reap(
         if args_ok && empty_ring_peek(c, ctx, timeout, memory) {
             return 0;
         }
-        return finish(
-            kernel(Some(c), call, ctx, min_nr, nr, events, timeout),
-            events,
-        );
+        let (r, _counted) = kernel(c, call, ctx, min_nr, nr, events, timeout);
+        return finish(r, events);
     }
-    let (k, left) = match try_user_space(c, ctx, events, room) {
-        Attempt::Took(k, left) => (k, left),
+    // `_taken`: held until the events are delivered (translated).
+    let (k, left, _taken) = match try_user_space(c, ctx, events, room) {
+        Attempt::Took(k, left, counted) => (k, left, counted),
         Attempt::Kernel => {
-            return finish(
-                kernel(Some(c), call, ctx, min_nr, nr, events, timeout),
-                events,
-            )
+            let (r, _counted) = kernel(c, call, ctx, min_nr, nr, events, timeout);
+            return finish(r, events);
         }
         Attempt::Reentrant => return sys::to_int(REENTRANT),
     };
@@ -411,7 +417,7 @@ fn reap(
         let kk = k as c_long;
         // SAFETY: k < nr, inside the range checked above.
         let rest_at = unsafe { events.add(k) };
-        let r = kernel(Some(c), call, ctx, 0, nr - kk, rest_at, zero_timeout());
+        let (r, _counted) = kernel(c, call, ctx, 0, nr - kk, rest_at, zero_timeout());
         return finish(kk + r.max(0), events);
     }
     if is_zero_timeout(timeout, memory) {
@@ -422,7 +428,7 @@ fn reap(
     let kk = k as c_long;
     // SAFETY: k <= nr, inside the range checked above.
     let rest_at = unsafe { events.add(k) };
-    let r = kernel(Some(c), call, ctx, min_nr - kk, nr - kk, rest_at, timeout);
+    let (r, _counted) = kernel(c, call, ctx, min_nr - kk, nr - kk, rest_at, timeout);
     let n = if r >= 0 {
         r + kk
     } else if k > 0 {

@@ -76,7 +76,15 @@ pub fn destroy(ctx: usize) -> i32 {
         context::forget_moved(ctx, u32::from_ne_bytes(id), before);
     }
     if r == 0 {
-        // Every in-flight request has finished: free emulated-PI records.
+        // Every in-flight request has finished: free emulated-PI records,
+        // once no reaper still holds events of them untranslated.
+        // (Not if another thread's io_setup got the address meanwhile and
+        // registered it again: that context is not the one destroyed.)
+        if let Some((c, seq)) = registered {
+            if c.registration() == seq {
+                c.await_translations();
+            }
+        }
         crate::pi::context_destroyed(ctx, pi_before);
     }
     if let Some((c, seq)) = registered {

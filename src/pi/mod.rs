@@ -110,6 +110,13 @@ pub fn complete(events: *mut io_event, n: i32) {
     complete::complete(events, n)
 }
 
+/// Whether any emulated PI iocb is in flight in this process (its record
+/// not yet taken by a reap): one relaxed load, what [`complete`] checks.
+#[inline(always)]
+pub fn in_flight() -> bool {
+    record::IN_FLIGHT.load(Ordering::Relaxed) != 0
+}
+
 /// Whether this thread is a signal handler that interrupted its own code
 /// while it held the PI record map (see `record::interrupted_pi_code`): a
 /// reap must then take no event, since it could not translate it.
