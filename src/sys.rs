@@ -14,7 +14,7 @@
 #![allow(clippy::unnecessary_cast)]
 
 use core::ffi::{c_int, c_long};
-use core::sync::atomic::{AtomicU32, AtomicU8, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU8, AtomicUsize, Ordering};
 
 #[cfg(target_arch = "x86_64")]
 mod nr {
@@ -771,8 +771,8 @@ pub fn plausible_user_range(addr: usize, len: usize) -> bool {
 /// The kernel's own checks of one iovec of an array it imports
 /// (`copy_iovec_from_user` and `__import_iovec`, for every vectored read
 /// and write), without a system call: 0, `-EINVAL` for a length negative
-/// as `ssize_t`, `-EFAULT` for a range `access_ok()` refuses with the
-/// largest user space any kernel has (`USER_END`).  Unlike
+/// as `ssize_t`, `-EFAULT` for a range the running kernel's `access_ok()`
+/// refuses ([`kernel_user_end`]).  Unlike
 /// [`plausible_user_range`], no lower bound: the kernel imports `{NULL, 0}`
 /// (an empty iovec as often written) and an iovec in the first page, and
 /// fails only their use.  Nothing is read or written.
@@ -781,12 +781,84 @@ pub fn iovec_import_error(v: &libc::iovec) -> i32 {
         -libc::EINVAL
     } else if (v.iov_base as usize)
         .checked_add(v.iov_len)
-        .is_some_and(|end| end <= USER_END)
+        .is_some_and(|end| end <= kernel_user_end())
     {
         0
     } else {
         -libc::EFAULT
     }
+}
+
+/// Where the running kernel's user space ends for `access_ok()`: a range
+/// `[p, e)` passes it iff `e <= kernel_user_end()` (x86_64: 2^47 - 4096
+/// with 4-level page tables, 2^56 - 4096 with 5-level; arm64: 2^48 or
+/// 2^52).  Asked of the kernel once per process: [`USER_END`] (the
+/// largest of them) was too generous on most machines, accepting a PI
+/// iovec the kernel answers `-EFAULT` for.  Where the kernel cannot be
+/// asked, [`USER_END`].
+pub fn kernel_user_end() -> usize {
+    /// 0 = not asked yet; a race between first callers asks twice.
+    static END: AtomicUsize = AtomicUsize::new(0);
+    match END.load(Ordering::Relaxed) {
+        0 => {
+            let end = ask_user_end().unwrap_or(USER_END);
+            END.store(end, Ordering::Relaxed);
+            end
+        }
+        end => end,
+    }
+}
+
+/// The first address `access_ok(p, 1)` refuses, by bisection (~45
+/// system calls, once): `process_vm_readv` of this process with the local
+/// iovec `{p, 1}` and a remote one of 0 bytes checks the local range with
+/// `access_ok()` (`-EFAULT`) and then copies nothing.  `None` where it
+/// cannot answer (a seccomp filter, valgrind, which would report the
+/// probes as bad buffers) or answers out of bounds.
+fn ask_user_end() -> Option<usize> {
+    if crate::valgrind::running() {
+        return None;
+    }
+    // SAFETY: getpid has no preconditions.
+    let pid = unsafe { libc::getpid() } as usize;
+    let remote = libc::iovec {
+        iov_base: core::ptr::null_mut(),
+        iov_len: 0,
+    };
+    let passes = |p: usize| {
+        let local = libc::iovec {
+            iov_base: p as *mut core::ffi::c_void,
+            iov_len: 1,
+        };
+        let r = raw6(
+            libc::SYS_process_vm_readv,
+            pid,
+            &local as *const libc::iovec as usize,
+            1,
+            &remote as *const libc::iovec as usize,
+            1,
+            0,
+        );
+        match r {
+            0 => Some(true),
+            r if r == -(libc::EFAULT as c_long) => Some(false),
+            _ => None,
+        }
+    };
+    // Invariant: `lo` passes, `hi` does not.
+    let (mut lo, mut hi) = (USER_MIN, USER_END);
+    if !passes(lo)? || passes(hi)? {
+        return None;
+    }
+    while hi - lo > 1 {
+        let mid = lo + (hi - lo) / 2;
+        if passes(mid)? {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    Some(hi)
 }
 
 /// Store `val` at caller address `dst`, with the kernel checking `dst`
@@ -897,6 +969,57 @@ pub(crate) fn fenced_unmap(addr: usize, len: usize) {
 mod tests {
     use super::iov as r;
     use super::*;
+
+    /// The kernel's `access_ok()` limit as asked: a range ending there
+    /// passes the kernel's own import of a `preadv` iovec and one byte more
+    /// fails it (the PI iovec's check must answer as the kernel does for
+    /// the data iovecs).
+    #[test]
+    fn user_end_is_where_the_kernel_says() {
+        let end = kernel_user_end();
+        assert!(end > USER_MIN && end <= USER_END, "{end:#x}");
+        #[cfg(target_arch = "x86_64")]
+        assert!(
+            end == (1 << 47) - 4096 || end == (1 << 56) - 4096,
+            "{end:#x}"
+        );
+        let f = std::fs::File::open("/proc/self/exe").unwrap();
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&f);
+        let mut byte = [0u8; 1];
+        let first = byte.as_mut_ptr();
+        // A read of the file's last byte into `byte`, with a second iovec
+        // of one page ending at `len_to`: the kernel checks both with
+        // `access_ok()` when it imports them, and the second is never
+        // reached (the one byte fills the first).
+        let at = |len_to: usize| {
+            let iov = [
+                libc::iovec {
+                    iov_base: first.cast(),
+                    iov_len: 1,
+                },
+                libc::iovec {
+                    iov_base: (len_to - 4096) as *mut _,
+                    iov_len: 4096,
+                },
+            ];
+            // SAFETY: the kernel checks both ranges; at offset (size - 1)
+            // it writes only the one byte of `byte`.
+            let size = f.metadata().unwrap().len() as i64;
+            unsafe { libc::preadv(fd, iov.as_ptr(), 2, size - 1) }
+        };
+        assert_eq!(at(end), 1, "a range ending at {end:#x}");
+        assert_eq!(at(end + 1), -1, "a range ending past {end:#x}");
+        let bad = libc::iovec {
+            iov_base: (end - 4096) as *mut _,
+            iov_len: 4097,
+        };
+        assert_eq!(iovec_import_error(&bad), -libc::EFAULT);
+        let good = libc::iovec {
+            iov_base: (end - 4096) as *mut _,
+            iov_len: 4096,
+        };
+        assert_eq!(iovec_import_error(&good), 0);
+    }
 
     #[test]
     fn errors_come_back_negative_and_errno_is_untouched() {
