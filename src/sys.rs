@@ -1002,9 +1002,9 @@ mod tests {
                     iov_len: 4096,
                 },
             ];
+            let size = f.metadata().unwrap().len() as i64;
             // SAFETY: the kernel checks both ranges; at offset (size - 1)
             // it writes only the one byte of `byte`.
-            let size = f.metadata().unwrap().len() as i64;
             unsafe { libc::preadv(fd, iov.as_ptr(), 2, size - 1) }
         };
         assert_eq!(at(end), 1, "a range ending at {end:#x}");
