@@ -138,6 +138,24 @@ static void test_invalid(io_context_t ctx, int fd)
 	CHECK_EQ_MSG(submit1(ctx, &io), -EINVAL, "one iovec");
 	io_prep_preadvm(&io, fd, iov, 0, 0);
 	CHECK_EQ_MSG(submit1(ctx, &io), -EINVAL, "no iovec");
+	/* An iovec count set by hand beyond 32 bits: the kernel refuses one
+	 * negative as ssize_t and imports (unsigned)count iovecs, as it does
+	 * for the same plain preadv.  Regression: the library refused 2^32 + 2
+	 * (-EINVAL) where the kernel reads 2 iovecs. */
+	if (sizeof(unsigned long) == 8) {
+		struct io_event ev;
+		io_prep_preadv(&io, fd, iov, 1, 0);
+		io.u.c.nbytes = (unsigned long)((1ull << 32) + 1);
+		CHECK_EQ_MSG(submit1(ctx, &io), 1, "plain preadv, count 2^32 + 1: one iovec");
+		CHECK_EQ_MSG(reap1(ctx, &ev), 1, "its event");
+		io_prep_preadvm(&io, fd, iov, 2, 0);
+		io.u.c.nbytes = (unsigned long)((1ull << 32) + 2);
+		CHECK_EQ_MSG(submit1(ctx, &io), 1, "PI read, count 2^32 + 2: two iovecs");
+		CHECK_EQ_MSG(reap1(ctx, &ev), 1, "its event");
+		CHECK_EQ_MSG((long)ev.res, 4096, "its res");
+		io.u.c.nbytes = (unsigned long)((1ull << 63) + 2);
+		CHECK_EQ_MSG(submit1(ctx, &io), -EINVAL, "PI read, count negative as ssize_t");
+	}
 	iov[0].iov_len = 4000;
 	io_prep_pwritevm(&io, fd, iov, 2, 0);
 	CHECK_EQ_MSG(submit1(ctx, &io), -EINVAL, "data length not a multiple of 512");

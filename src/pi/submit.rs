@@ -404,8 +404,16 @@ fn prepare_run(
         let is_read = pi_direction(&io).expect("look_ahead keeps PI iocbs only");
         // SAFETY: reading the integer fields of the union: any bit pattern
         // is valid for them.
-        let (iov_addr, iovcnt, reserved2) =
+        let (iov_addr, nbytes, reserved2) =
             unsafe { (io.u.c.buf as usize, u64::from(io.u.c.nbytes), io.u.c.__pad3) };
+        // The kernel refuses an `aio_nbytes` negative as `ssize_t`
+        // (`io_submit_one`), then imports `(unsigned)aio_nbytes` iovecs
+        // (`__import_iovec`'s `nr_segs`): a count of 2^32 + 2 is 2.
+        let iovcnt = if (nbytes as i64) < 0 {
+            0
+        } else {
+            u64::from(nbytes as u32)
+        };
         let fl = match flags_of.iter().find(|(fd, _)| *fd == io.aio_fildes) {
             Some(&(_, fl)) => fl,
             None => {
