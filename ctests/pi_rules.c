@@ -911,6 +911,70 @@ static void test_short_read(io_context_t ctx, uint64_t *rng)
 	free(d); free(pi); free(back); free(want);
 }
 
+/* More data than the kernel's MAX_RW_COUNT (0x7FFFF000 bytes) in one PI
+ * iocb: cut short as the kernel cuts the same plain preadv (res =
+ * 0x7FFFF000), tuples for what was read, the PI iovec's tuples past them
+ * left as they were; a write whose tuples fail inside the part it would
+ * transfer completes with -EILSEQ.  33 iovecs of one 64 MiB buffer over a
+ * sparse file (holes read as zeros, no device I/O).  Regression: refused
+ * with -EINVAL. */
+static void test_max_rw_count(io_context_t ctx)
+{
+	enum { SEG = 64 << 20, NSEG = 33 };
+	const size_t max_rw = 0x7FFFF000, total = (size_t)SEG * NSEG;
+	const size_t tuples = total / 512, read_tuples = max_rw / 512;
+	int fd = pi_open_direct("maxrw.dat", O_TRUNC);
+	uint8_t *buf = xalloc(SEG), *pi = xalloc(tuples * 8);
+	struct iovec iov[NSEG + 1];
+	for (int i = 0; i < NSEG; i++)
+		iov[i] = (struct iovec){ buf, SEG };
+	iov[NSEG] = (struct iovec){ pi, tuples * 8 };
+	CHECK_EQ_MSG(ftruncate(fd, (off_t)total + SEG), 0, "a sparse file larger than the data");
+	struct iocb io;
+	struct io_event ev;
+	io_prep_preadv(&io, fd, iov, NSEG, 0);
+	CHECK_EQ_MSG(submit1(ctx, &io), 1, "plain preadv of 2112 MiB");
+	CHECK_EQ_MSG(reap1(ctx, &ev), 1, "its event");
+	CHECK_EQ_MSG((long)ev.res, (long)max_rw, "the kernel cuts it to MAX_RW_COUNT");
+
+	memset(pi, 0xEE, tuples * 8);
+	io_prep_preadvm(&io, fd, iov, NSEG + 1, 0);
+	CHECK_EQ_MSG(submit1(ctx, &io), 1, "PI read of 2112 MiB");
+	CHECK_EQ_MSG(reap1(ctx, &ev), 1, "its event");
+	CHECK_EQ_MSG((long)ev.res, (long)max_rw, "cut to MAX_RW_COUNT, as the plain read");
+	uint8_t want[8];
+	static const uint8_t zeros[512];
+	expected_pi(T1_512, want, zeros, 512, 0);
+	size_t bad = 0, untouched = 0;
+	for (size_t i = 0; i < read_tuples; i++) {
+		want[4] = (uint8_t)(i >> 24);
+		want[5] = (uint8_t)(i >> 16);
+		want[6] = (uint8_t)(i >> 8);
+		want[7] = (uint8_t)i;
+		bad += memcmp(pi + i * 8, want, 8) != 0;
+	}
+	for (size_t i = read_tuples * 8; i < tuples * 8; i++)
+		untouched += pi[i] == 0xEE;
+	CHECKF(bad == 0, "tuples of the %zu intervals read: %zu wrong", read_tuples, bad);
+	CHECKF(untouched == (tuples - read_tuples) * 8, "the PI iovec past them untouched");
+
+	/* The same data as a write, the tuples right (the zeros' tuples)
+	 * except one inside the part the kernel would write: -EILSEQ, the
+	 * file unchanged (still a hole there). */
+	pi[5 * 8] ^= 1;
+	io_prep_pwritevm(&io, fd, iov, NSEG + 1, 0);
+	CHECK_EQ_MSG(submit1(ctx, &io), 1, "PI write of 2112 MiB with one bad tuple");
+	CHECK_EQ_MSG(reap1(ctx, &ev), 1, "its event");
+	CHECK_EQ_MSG((long)ev.res, -EILSEQ, "-EILSEQ");
+	struct stat st = { 0 };
+	int stat_r = fstat(fd, &st);
+	CHECKF(stat_r == 0 && st.st_blocks == 0, "nothing written (%lld blocks)", (long long)st.st_blocks);
+	close(fd);
+	unlink("maxrw.dat");
+	free(buf);
+	free(pi);
+}
+
 int main(void)
 {
 	io_context_t ctx = 0;
@@ -940,6 +1004,7 @@ int main(void)
 	test_queue_run(ctx, fd);
 	test_cancel(ctx, fd);
 	test_short_read(ctx, &rng);
+	test_max_rw_count(ctx);
 	CHECK_EQ_MSG(io_destroy(ctx), 0, "io_destroy");
 	close(fd);
 	return ctest_finish();

@@ -14,8 +14,9 @@ use core::sync::atomic::Ordering;
 
 /// The kernel's `UIO_MAXIOV`.
 const UIO_MAXIOV: u64 = 1024;
-/// The kernel's `MAX_RW_COUNT` (`INT_MAX & PAGE_MASK`); larger PI I/O is
-/// refused rather than truncated.
+/// The kernel's `MAX_RW_COUNT` (`INT_MAX & PAGE_MASK`): it cuts the data
+/// of a larger read or write to this, as the shadow's import does (see
+/// [`cut_to_max_rw`]).  A multiple of every protection interval.
 const MAX_RW_COUNT: usize = 0x7FFF_F000;
 
 /// What became of the first refused iocb.
@@ -494,11 +495,11 @@ fn prepare_run(
         }
     }
 
-    // 3. Lengths: the data a multiple of the interval (and at most
-    //    MAX_RW_COUNT), the offset too, the PI iovec long enough, and the
-    //    end of the data a valid file position (the kernel's
-    //    `rw_verify_area`, which the shadow of a write that fails its PI
-    //    check does not reach: it has no data).
+    // 3. Lengths: the data a multiple of the interval, the offset too, the
+    //    PI iovec long enough for it, and the end of the data the kernel
+    //    transfers (at most MAX_RW_COUNT bytes) a valid file position (the
+    //    kernel's `rw_verify_area`, which the shadow of a write that fails
+    //    its PI check does not reach: it has no data).
     //    First the PI iovec gets the checks the kernel makes of every
     //    iovec it imports (the shadow, which carries the data iovecs, never
     //    shows it the PI one), as a kernel with DIX passthrough would:
@@ -517,8 +518,7 @@ fn prepare_run(
         }
         let total = data
             .iter()
-            .try_fold(0usize, |acc, v| acc.checked_add(v.iov_len))
-            .filter(|t| *t <= MAX_RW_COUNT);
+            .try_fold(0usize, |acc, v| acc.checked_add(v.iov_len));
         let need = total.map(|t| t / iv * format.tuple_size());
         match need {
             Some(need)
@@ -526,12 +526,23 @@ fn prepare_run(
                     && offset >= 0
                     && (offset as u64).is_multiple_of(iv as u64)
                     && total.unwrap_or(1) % iv == 0
-                    && (offset as u64).saturating_add(total.unwrap_or(0) as u64)
+                    && (offset as u64)
+                        .saturating_add(total.unwrap_or(0).min(MAX_RW_COUNT) as u64)
                         <= i64::MAX as u64
                     && pi.iov_len >= need =>
             {
-                k.need = need;
+                // The tuples of the data transferred (at most 64 MiB):
+                // all the library reads, checks or stores of them.
+                k.need = total.unwrap_or(0).min(MAX_RW_COUNT) / iv * format.tuple_size();
+                debug_assert!(k.need <= need);
                 k.pi_addr = pi.iov_base as usize;
+                if total.unwrap_or(0) > MAX_RW_COUNT {
+                    let last = k.iovcnt - 1;
+                    if let Err(e) = cut_to_max_rw(&mut k.iovs[..last]) {
+                        cut(&mut cands, i, e)?;
+                        break;
+                    }
+                }
             }
             _ => {
                 cut(&mut cands, i, EINVAL)?;
@@ -716,6 +727,27 @@ fn first_error(ctx: usize, io: &iocb, is_read: bool, err: i32) -> i32 {
 struct Checked {
     cands: Vec<Candidate>,
     format: Format,
+}
+
+/// Cut the data iovecs `data` (more than [`MAX_RW_COUNT`] bytes in all) to
+/// the first `MAX_RW_COUNT` bytes, as the kernel's `__import_iovec` cuts a
+/// plain read or write: every iovec still gets its checks first (the
+/// error, as the kernel's import gives it), then the one that crosses the
+/// limit is shortened and those after it emptied.  So the shadow transfers
+/// what the plain op would, and the tuples the library reads and checks
+/// (a write) or stores (a read) are those of the data transferred; the
+/// PI iovec must still hold tuples for all of the data.
+fn cut_to_max_rw(data: &mut [libc::iovec]) -> Result<(), i32> {
+    let mut left = MAX_RW_COUNT;
+    for v in data {
+        let e = sys::iovec_import_error(v);
+        if e != 0 {
+            return Err(e);
+        }
+        v.iov_len = v.iov_len.min(left);
+        left -= v.iov_len;
+    }
+    Ok(())
 }
 
 /// Check the caller memory of each iocb of the run, verify the writes'
