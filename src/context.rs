@@ -88,10 +88,13 @@ pub struct Context {
     /// `io_destroy` (see [`forget_moved`]).
     registered_seq: AtomicU64,
     /// The kernel has destroyed this context (`io_destroy(2)` returned 0):
-    /// a reap that starts now gets no event of it, so it is not counted
-    /// (see [`Context::await_translations`]).  Set once by `io_destroy`,
-    /// cleared when the slot is registered again; `Relaxed` is enough: a
-    /// reaper that misses it is merely counted.
+    /// a reap that starts now gets no event of it, so it counts as a
+    /// [`ReapState::DEAD_KERNEL`] unit, which `io_destroy` does not wait
+    /// for (see [`Context::await_translations`]).  Set once by
+    /// `io_destroy`, cleared when the slot is registered again (before its
+    /// key is published, `Release`).  A reaper that misses it is merely
+    /// waited for; one that sees it checks it again once counted, so a
+    /// registration in between makes it count as a live reaper.
     destroyed: AtomicBool,
 
     // ---- T10 protection information (src/pi) ----
@@ -119,10 +122,17 @@ static REGISTRATIONS: AtomicU64 = AtomicU64::new(1);
 ///   may start, since the ring is about to be unmapped.  Cleared only when the
 ///   slot is registered again (or `io_destroy` fails for a reason other than
 ///   "no such context");
-/// * bits 2.. (units of [`KERNEL`](ReapState::KERNEL)): threads currently
-///   inside an `io_getevents`/`io_pgetevents` system call on this context.
-///   Incremented (CAS, only while bit 0 is clear) before the call and
-///   decremented after it.
+/// * bits 2.. of the low half (units of [`KERNEL`](ReapState::KERNEL)):
+///   threads currently inside an `io_getevents`/`io_pgetevents` system call
+///   on this context, or translating the events they took (PI: see
+///   [`Context::await_translations`]).  Incremented (CAS, only while bit 0
+///   is clear) before the call and decremented after it;
+/// * the high half (units of [`DEAD_KERNEL`](ReapState::DEAD_KERNEL)):
+///   the same, for reaps that began after the kernel destroyed the context
+///   (they get none of its events, so `io_destroy` does not wait for
+///   them, and a thread that keeps reaping a destroyed handle cannot hold
+///   it up); they still keep user-space reapers off the ring, in case a
+///   new context at the same address takes this slot meanwhile.
 ///
 /// The user critical section only copies from the ring and never blocks, so
 /// waiting for bit 0 to clear (spin, then `sched_yield`) is bounded.
@@ -139,6 +149,11 @@ impl ReapState {
     pub const DYING: usize = 2;
     /// One thread inside a reaping system call.
     pub const KERNEL: usize = 4;
+    /// One thread inside a reaping system call begun after the kernel
+    /// destroyed the context.
+    pub const DEAD_KERNEL: usize = 1 << (usize::BITS / 2);
+    /// The KERNEL units (what `io_destroy` waits for).
+    const KERNEL_MASK: usize = Self::DEAD_KERNEL - Self::KERNEL;
 }
 
 /// Spin briefly, then yield the CPU: used only while another thread holds a
@@ -158,6 +173,63 @@ fn backoff(spins: &mut u32) {
 /// thread's user-space reap of the same ring.
 #[derive(Debug)]
 pub struct Reentrant;
+
+/// Threads inside a reaping system call counted on no slot (the address
+/// named no registration when they looked): user-space reapers keep off
+/// every ring meanwhile (`try_user_reap` takes the system call instead).
+/// Such a call is on a context this library did not create, as a rule;
+/// but a thread that looked before another thread's `io_setup` registered
+/// a new context at that address (a destroyed handle reaped again, say)
+/// reaches the new context's ring, and a user-space reaper there would
+/// take the same events (both move `head`).
+///
+/// Ordering (a store-load pair on each side): the uncounted reaper
+/// increments this (`SeqCst`), then a `SeqCst` fence, then looks the
+/// address up again; a user-space reaper looked the address up, takes
+/// USER by a `SeqCst` CAS, then loads this (`SeqCst`).  If the lookup
+/// after the increment missed a registration, the registration's key was
+/// published after it, so a user reaper that found the key loads this
+/// after the increment and backs off.  Programs that reap only their own
+/// contexts never change it: one load of a shared, unwritten line.
+static UNCOUNTED_REAPERS: AtomicUsize = AtomicUsize::new(0);
+
+/// Proof that this thread is counted in [`UNCOUNTED_REAPERS`].
+pub struct UncountedReaper(());
+
+impl UncountedReaper {
+    /// Count this thread; then look `ctx` up again: `Err(slot)` (not
+    /// counted) if a registration names it now, whose count to take
+    /// instead.
+    pub fn enter(ctx: usize) -> Result<UncountedReaper, &'static Context> {
+        let counted = UncountedReaper::hold();
+        match lookup_settled(ctx) {
+            Some(slot) => Err(slot),
+            None => Ok(counted),
+        }
+    }
+
+    /// Count this thread, whatever names `ctx`.
+    pub fn hold() -> UncountedReaper {
+        UNCOUNTED_REAPERS.fetch_add(1, Ordering::SeqCst);
+        core::sync::atomic::fence(Ordering::SeqCst);
+        UncountedReaper(())
+    }
+}
+
+impl Drop for UncountedReaper {
+    fn drop(&mut self) {
+        UNCOUNTED_REAPERS.fetch_sub(1, Ordering::Release);
+    }
+}
+
+/// Why [`Context::enter_kernel_reap`] did not count this thread.
+#[derive(Debug)]
+pub enum NotCounted {
+    /// As [`Reentrant`].
+    Reentrant,
+    /// The slot no longer names the context: look it up again.
+    Stale,
+}
 
 /// Proof that this thread reaps the ring in user space; dropping it releases
 /// the ring.
@@ -212,6 +284,9 @@ impl<'a> UserReaper<'a> {
 /// a reaping system call, or translating the events it took, until dropped.
 pub struct KernelReaper<'a> {
     ctx: &'a Context,
+    /// [`ReapState::KERNEL`], or [`ReapState::DEAD_KERNEL`] for a reap
+    /// begun after the context was destroyed.
+    unit: usize,
     /// [`COUNTED_ON`] before this one (restored on drop: a signal handler's
     /// reap nests inside its thread's).
     outer: usize,
@@ -233,7 +308,11 @@ impl<'a> KernelReaper<'a> {
     fn mark(ctx: &'a Context) -> KernelReaper<'a> {
         let me = ctx as *const Context as usize;
         let outer = COUNTED_ON.with(|c| c.swap(me, Ordering::Relaxed));
-        KernelReaper { ctx, outer }
+        KernelReaper {
+            ctx,
+            unit: ReapState::KERNEL,
+            outer,
+        }
     }
 
     /// Take the mark away without having been counted.
@@ -246,9 +325,7 @@ impl<'a> KernelReaper<'a> {
 impl Drop for KernelReaper<'_> {
     #[inline]
     fn drop(&mut self) {
-        self.ctx
-            .reap_state
-            .fetch_sub(ReapState::KERNEL, Ordering::Release);
+        self.ctx.reap_state.fetch_sub(self.unit, Ordering::Release);
         COUNTED_ON.with(|c| c.store(self.outer, Ordering::Relaxed));
     }
 }
@@ -328,13 +405,26 @@ impl Context {
             }
         }
         loop {
+            // SeqCst (the same instruction as Acquire on x86_64): orders
+            // this against the load of UNCOUNTED_REAPERS below (see there).
             match self.reap_state.compare_exchange_weak(
                 0,
                 ReapState::USER,
-                Ordering::Acquire,
+                Ordering::SeqCst,
                 Ordering::Relaxed,
             ) {
-                Ok(_) => break,
+                Ok(_) => {
+                    if UNCOUNTED_REAPERS.load(Ordering::SeqCst) == 0 {
+                        break;
+                    }
+                    // A reaping system call counted on no slot is under
+                    // way (see `UncountedReaper`): it may be on this very
+                    // ring.  The system call answers.
+                    self.reap_state
+                        .fetch_and(!ReapState::USER, Ordering::Release);
+                    self.user_owner.store(0, Ordering::Release);
+                    return Ok(None);
+                }
                 Err(0) => {}
                 // Kernel reapers, or dying: the system call answers.
                 Err(_) => {
@@ -361,40 +451,73 @@ impl Context {
         )
     }
 
-    /// Count this thread as inside a reaping system call on this context,
-    /// first waiting until no user-space reaper holds the ring; `Ok(None)`
-    /// (not counted) once the kernel has destroyed the context.
-    /// `Err(Reentrant)`: this thread holds it (a signal handler interrupted
-    /// this thread's own user-space reap), waiting would never end.
+    /// Count this thread as inside a reaping system call on the context
+    /// at `ctx`, first waiting until no user-space reaper holds the ring:
+    /// a [`ReapState::KERNEL`] unit, or once the kernel has destroyed the
+    /// context a [`ReapState::DEAD_KERNEL`] one.  `Err(Stale)`: this slot
+    /// no longer names `ctx` (looked up before that context was destroyed
+    /// and forgotten); look it up again.  `Err(Reentrant)`: this thread
+    /// holds the ring (a signal handler interrupted this thread's own
+    /// user-space reap), waiting would never end.
     #[inline]
-    pub fn enter_kernel_reap(&self) -> Result<Option<KernelReaper<'_>>, Reentrant> {
-        if self.destroyed.load(Ordering::Relaxed) {
-            return Ok(None);
-        }
+    pub fn enter_kernel_reap(&self, ctx: usize) -> Result<KernelReaper<'_>, NotCounted> {
         // Marked before it is counted (see `COUNTED_ON`).
-        let marked = KernelReaper::mark(self);
+        let mut marked = KernelReaper::mark(self);
         let mut spins = 0;
         let mut s = self.reap_state.load(Ordering::Relaxed);
         loop {
             if s & ReapState::USER != 0 {
                 if self.held_by_me() {
                     marked.unmark();
-                    return Err(Reentrant);
+                    return Err(NotCounted::Reentrant);
                 }
                 backoff(&mut spins);
                 s = self.reap_state.load(Ordering::Relaxed);
                 continue;
             }
+            let dead = self.destroyed.load(Ordering::Acquire);
+            marked.unit = if dead {
+                ReapState::DEAD_KERNEL
+            } else {
+                ReapState::KERNEL
+            };
             match self.reap_state.compare_exchange_weak(
                 s,
-                s + ReapState::KERNEL,
+                s + marked.unit,
                 Ordering::Acquire,
                 Ordering::Relaxed,
             ) {
-                Ok(_) => return Ok(Some(marked)),
-                Err(now) => s = now,
+                Ok(_) => {}
+                Err(now) => {
+                    s = now;
+                    continue;
+                }
             }
+            // Counted.  A slot registered again for a new context since
+            // `destroyed` was read: count as a live reaper instead.
+            if dead && !self.destroyed.load(Ordering::Acquire) {
+                s = self.reap_state.fetch_sub(marked.unit, Ordering::Release) - marked.unit;
+                continue;
+            }
+            if !self.names(ctx) {
+                drop(marked);
+                return Err(NotCounted::Stale);
+            }
+            return Ok(marked);
         }
+    }
+
+    /// Whether this slot is (still) the registration of the address `ctx`:
+    /// an address has at most one entry (a new context at a destroyed
+    /// one's address reuses it while it is there), so a reaper counted on
+    /// a slot that names `ctx` is counted where that context's
+    /// `io_destroy` waits (see [`Context::await_translations`]).  A slot
+    /// looked up before its context was destroyed and forgotten names
+    /// `ctx` no more, while a new context at that address may be
+    /// registered in another slot.
+    #[inline]
+    pub fn names(&self, ctx: usize) -> bool {
+        self.key.load(Ordering::Acquire) == ctx
     }
 
     /// After `io_destroy(2)` of this context returned 0, before its PI
@@ -411,13 +534,13 @@ impl Context {
     /// `Acquire` pairs with each reaper's `Release` decrement: what it did
     /// with the records is done before they are freed.
     pub fn await_translations(&self) {
-        self.destroyed.store(true, Ordering::Relaxed);
+        self.destroyed.store(true, Ordering::Release);
         let me = self as *const Context as usize;
         if COUNTED_ON.with(|c| c.load(Ordering::Relaxed)) == me {
             return;
         }
         let mut spins = 0;
-        while self.reap_state.load(Ordering::Acquire) >= ReapState::KERNEL {
+        while self.reap_state.load(Ordering::Acquire) & ReapState::KERNEL_MASK != 0 {
             backoff(&mut spins);
         }
     }
@@ -537,6 +660,7 @@ fn probe(ctx: usize) -> (Option<&'static Context>, bool) {
 /// While a slot on the way is [`CLAIMED`] (an older registration's
 /// `unregister` holds this very slot for a few instructions), look again.
 /// Bounded, for a signal handler that interrupted its own thread there.
+#[inline]
 pub fn lookup_settled(ctx: usize) -> Option<&'static Context> {
     let mut spins = 0;
     for _ in 0..100_000 {
@@ -613,7 +737,7 @@ pub fn register(ctx: usize) {
             );
             slot.generation.store(gen, Ordering::Relaxed);
             slot.pi_format.store(0, Ordering::Relaxed);
-            slot.destroyed.store(false, Ordering::Relaxed);
+            slot.destroyed.store(false, Ordering::Release);
             slot.key.store(ctx, Ordering::Release);
             return;
         }
@@ -877,19 +1001,60 @@ mod tests {
             );
         });
         assert_eq!(c.reap_state.load(Ordering::Relaxed), 0);
-        // Destroyed: a new kernel reap is not counted.
-        assert!(matches!(c.enter_kernel_reap(), Ok(None)));
+        // Destroyed: a new kernel reap counts as a dead one, which keeps
+        // user-space reapers off but is not waited for.
+        let dead = c.enter_kernel_reap(a).expect("counted");
+        assert_eq!(c.reap_state.load(Ordering::Relaxed), ReapState::DEAD_KERNEL);
+        assert!(
+            c.try_user_reap(a).unwrap().is_none(),
+            "no user reap meanwhile"
+        );
+        c.await_translations();
+        drop(dead);
         assert_eq!(c.reap_state.load(Ordering::Relaxed), 0);
         drop(ring);
-        // Registered again: counted, and this thread's own count does not
-        // make the wait wait for itself.
+        // A slot that no longer names the address: stale, not counted.
+        assert!(matches!(c.enter_kernel_reap(a), Err(NotCounted::Stale)));
+        assert_eq!(c.reap_state.load(Ordering::Relaxed), 0);
+        // Registered again: counted as live, and this thread's own count
+        // does not make the wait wait for itself.
         let ring = FakeRing::registered();
         let c = lookup(ring.addr).unwrap();
-        let mine = c.enter_kernel_reap().unwrap().expect("counted");
+        let mine = c.enter_kernel_reap(ring.addr).expect("counted");
         assert_eq!(c.reap_state.load(Ordering::Relaxed), ReapState::KERNEL);
         c.await_translations();
         drop(mine);
         assert_eq!(c.reap_state.load(Ordering::Relaxed), 0);
+    }
+
+    /// A reaping system call counted on no slot keeps user-space reapers
+    /// off every ring while it runs (it may be on a ring registered after
+    /// it looked: both would take the same events), and an address that
+    /// is registered is not reaped uncounted.  Regression: a thread that
+    /// reaped a destroyed handle, looked up before a new context was
+    /// registered at that address, took events a user-space reaper of the
+    /// new context took too (found by an independent stress test, ~7% of
+    /// runs: the same PI completion delivered twice, once untranslated).
+    #[test]
+    fn uncounted_reaps_keep_user_reapers_off() {
+        let ring = FakeRing::registered();
+        let a = ring.addr;
+        let c = lookup(a).unwrap();
+        assert!(matches!(UncountedReaper::enter(a), Err(s) if core::ptr::eq(s, c)));
+        let Ok(held) = UncountedReaper::enter(a + 4096 * 1024) else {
+            panic!("an unregistered address found registered");
+        };
+        assert!(
+            c.try_user_reap(a).unwrap().is_none(),
+            "user reap while uncounted"
+        );
+        assert_eq!(c.reap_state.load(Ordering::Relaxed), 0, "USER given back");
+        assert_eq!(c.user_owner.load(Ordering::Relaxed), 0, "owner given back");
+        drop(held);
+        assert!(
+            c.try_user_reap(a).unwrap().is_some(),
+            "user reap afterwards"
+        );
     }
 
     /// Regression: the refusal above cleared DYING even when another

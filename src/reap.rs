@@ -58,7 +58,7 @@
 //! Every batch of events returned to a caller passes through [`delivered`].
 
 use crate::abi::{io_event, io_sigset, timespec};
-use crate::context::{self, Context, KernelReaper, Reentrant};
+use crate::context::{self, Context, KernelReaper, NotCounted, Reentrant, UncountedReaper};
 use crate::ring::Ring;
 use crate::{proven, sys};
 use core::ffi::c_long;
@@ -246,20 +246,42 @@ fn raw_syscall(
 
 /// The kernel's path, counted as a kernel reaper on a registered context.
 /// The count is returned: the caller holds it until the events are
-/// translated (see [`Context::await_translations`]).
-fn kernel<'a>(
-    c: &'a Context,
+/// translated (see [`Context::await_translations`]).  Counted on the slot
+/// that names `ctx`: `c` may have been looked up before its context was
+/// destroyed and forgotten, and a new context at the same address
+/// registered in another slot, whose `io_destroy` waits there and whose
+/// user-space reapers a reap must keep off the ring.
+fn kernel(
+    c: &'static Context,
     call: Call,
     ctx: usize,
     min_nr: c_long,
     nr: c_long,
     events: *mut io_event,
     timeout: *const timespec,
-) -> (c_long, Option<KernelReaper<'a>>) {
-    match c.enter_kernel_reap() {
-        Err(Reentrant) => (REENTRANT, None),
-        Ok(counted) => (syscall(call, ctx, min_nr, nr, events, timeout), counted),
+) -> (c_long, Option<KernelReaper<'static>>) {
+    let mut slot = c;
+    // A slot changes hands only through a destroy and a new io_setup: a
+    // few tries settle it; then no registration names `ctx` (a context
+    // not ours), or it keeps changing hands: uncounted.
+    for _ in 0..4 {
+        match slot.enter_kernel_reap(ctx) {
+            Ok(counted) => {
+                return (
+                    syscall(call, ctx, min_nr, nr, events, timeout),
+                    Some(counted),
+                )
+            }
+            Err(NotCounted::Reentrant) => return (REENTRANT, None),
+            Err(NotCounted::Stale) => match context::lookup_settled(ctx) {
+                Some(again) => slot = again,
+                None => break,
+            },
+        }
     }
+    // Counted on no slot: user-space reapers keep off meanwhile.
+    let _uncounted = UncountedReaper::hold();
+    (syscall(call, ctx, min_nr, nr, events, timeout), None)
 }
 
 /// What a user-space attempt achieved.
@@ -358,12 +380,27 @@ fn reap(
     if crate::pi::interrupted_pi_code() {
         return sys::to_int(REENTRANT);
     }
-    let Some(c) = context::lookup(ctx) else {
-        let r = syscall(call, ctx, min_nr, nr, events, timeout);
-        if r > 0 {
-            delivered(events, r as usize);
+    // A registration is not missed for a slot held for a moment by an
+    // older context's `unregister` (its reaps must be counted, to keep
+    // user-space reapers off the ring: see `kernel`); the probe is made
+    // again only where it saw such a slot.
+    let Some(c) = context::lookup_settled(ctx) else {
+        // Not ours (as a rule): the kernel answers, and user-space
+        // reapers keep off every ring meanwhile, since a new context may
+        // be registered at this address now (see `UncountedReaper`).
+        match UncountedReaper::enter(ctx) {
+            Ok(_uncounted) => {
+                let r = syscall(call, ctx, min_nr, nr, events, timeout);
+                if r > 0 {
+                    delivered(events, r as usize);
+                }
+                return sys::to_int(r);
+            }
+            Err(c) => {
+                let (r, _counted) = kernel(c, call, ctx, min_nr, nr, events, timeout);
+                return finish(r, events);
+            }
         }
-        return sys::to_int(r);
     };
     let fast = match call {
         Call::GetEvents => true,
