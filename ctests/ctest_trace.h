@@ -12,8 +12,6 @@
 #include <sys/ptrace.h>
 #include <sys/wait.h>
 
-/* Called at each system-call stop of the child inside region `region`
- * (0-based), with the stop's PTRACE_GET_SYSCALL_INFO. */
 /* REQUIRE for functions that cannot return the test's result: ends the
  * program with it. */
 #define REQUIRE_OR_EXIT(cond)                                                       \
@@ -25,7 +23,22 @@
 		}                                                                   \
 	} while (0)
 
+/* Called at each system-call stop of the child inside region `region`
+ * (0-based), with the stop's PTRACE_GET_SYSCALL_INFO. */
 typedef void (*ctest_syscall_hook)(pid_t pid, int region, const struct __ptrace_syscall_info *info, void *arg);
+
+/* The child's side of the protocol, first thing in `child`: ask to be
+ * traced (exit 77, a skip, where that is refused), then stop once so that
+ * the parent can set its options. */
+static inline void ctest_traced_child_start(void)
+{
+	if (ptrace(PTRACE_TRACEME, 0, 0, 0) != 0) {
+		printf("SKIP: ptrace(PTRACE_TRACEME) refused here\n");
+		fflush(stdout);
+		_exit(77);
+	}
+	raise(SIGSTOP); /* sync with the parent */
+}
 
 /* Fork, run `child` in the child, trace it through `regions` regions.
  * Returns the child's wait status; `*stops` = the SIGSTOP markers seen

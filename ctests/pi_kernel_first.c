@@ -32,12 +32,7 @@ static int child(void)
 	struct io_event ev[3];
 	io_context_t ctx = 0;
 
-	if (ptrace(PTRACE_TRACEME, 0, 0, 0) != 0) {
-		printf("SKIP: ptrace(PTRACE_TRACEME) refused here\n");
-		fflush(stdout);
-		_exit(77);
-	}
-	raise(SIGSTOP); /* sync with the parent */
+	ctest_traced_child_start();
 	REQUIRE(io_setup(8, &ctx) == 0);
 	int fd = ctest_direct_file("direct", 4 * BLK, 3, O_RDWR);
 	REQUIRE(fd >= 0);

@@ -28,12 +28,7 @@ static int child(void)
 	struct timespec ts = { 5, 0 };
 	io_context_t ctx = 0;
 
-	if (ptrace(PTRACE_TRACEME, 0, 0, 0) != 0) {
-		printf("SKIP: ptrace(PTRACE_TRACEME) refused here\n");
-		fflush(stdout);
-		_exit(77);
-	}
-	raise(SIGSTOP); /* sync with the parent */
+	ctest_traced_child_start();
 	REQUIRE(io_setup(16, &ctx) == 0);
 	int fd = ctest_file("data", 3 * 4096, 1, O_RDWR);
 	REQUIRE(fd >= 0);
