@@ -248,14 +248,20 @@ static struct iocb spin_io[SPIN_OPS];
 static _Atomic int spin_stop;
 static _Atomic long spin_good, spin_bad;
 
-static void spin_cb(io_context_t c, struct iocb *i, long res, long res2)
+/* Count one event a spinning reaper got: one of spin_io, whole. */
+static void spin_count(const struct iocb *i, long res)
 {
-	(void)c;
-	(void)res2;
 	if (i < spin_io || i >= spin_io + SPIN_OPS || res != 4096)
 		atomic_fetch_add(&spin_bad, 1);
 	else
 		atomic_fetch_add(&spin_good, 1);
+}
+
+static void spin_cb(io_context_t c, struct iocb *i, long res, long res2)
+{
+	(void)c;
+	(void)res2;
+	spin_count(i, res);
 }
 
 static void *spin_reaper(void *a)
@@ -270,12 +276,8 @@ static void *spin_reaper(void *a)
 			continue;
 		}
 		int r = io_getevents(c, 0, SPIN_OPS, e, &zero);
-		for (int i = 0; i < r; i++) {
-			if (e[i].obj < spin_io || e[i].obj >= spin_io + SPIN_OPS || (long)e[i].res != 4096)
-				atomic_fetch_add(&spin_bad, 1);
-			else
-				atomic_fetch_add(&spin_good, 1);
-		}
+		for (int i = 0; i < r; i++)
+			spin_count(e[i].obj, (long)e[i].res);
 	}
 	return NULL;
 }

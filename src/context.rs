@@ -445,10 +445,7 @@ impl Context {
         // `unregister`, leaving ours).  So the address checked here stays
         // right for the whole hold, and `ring()` returns it rather than the
         // key (which may read CLAIMED meanwhile).
-        Ok(
-            (self.key.load(Ordering::Acquire) == ctx && self.ring_nr.load(Ordering::Relaxed) != 0)
-                .then_some(guard),
-        )
+        Ok((self.names(ctx) && self.ring_nr.load(Ordering::Relaxed) != 0).then_some(guard))
     }
 
     /// Count this thread as inside a reaping system call on the context

@@ -519,24 +519,22 @@ fn prepare_run(
         let total = data
             .iter()
             .try_fold(0usize, |acc, v| acc.checked_add(v.iov_len));
-        let need = total.map(|t| t / iv * format.tuple_size());
-        match need {
-            Some(need)
+        let tuples_of = |bytes: usize| bytes / iv * format.tuple_size();
+        match total {
+            Some(total)
                 if pi.iov_len != 0
                     && offset >= 0
                     && (offset as u64).is_multiple_of(iv as u64)
-                    && total.unwrap_or(1) % iv == 0
-                    && (offset as u64)
-                        .saturating_add(total.unwrap_or(0).min(MAX_RW_COUNT) as u64)
+                    && total % iv == 0
+                    && (offset as u64).saturating_add(total.min(MAX_RW_COUNT) as u64)
                         <= i64::MAX as u64
-                    && pi.iov_len >= need =>
+                    && pi.iov_len >= tuples_of(total) =>
             {
                 // The tuples of the data transferred (at most 64 MiB):
                 // all the library reads, checks or stores of them.
-                k.need = total.unwrap_or(0).min(MAX_RW_COUNT) / iv * format.tuple_size();
-                debug_assert!(k.need <= need);
+                k.need = tuples_of(total.min(MAX_RW_COUNT));
                 k.pi_addr = pi.iov_base as usize;
-                if total.unwrap_or(0) > MAX_RW_COUNT {
+                if total > MAX_RW_COUNT {
                     let last = k.iovcnt - 1;
                     if let Err(e) = cut_to_max_rw(&mut k.iovs[..last]) {
                         cut(&mut cands, i, e)?;
