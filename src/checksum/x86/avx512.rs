@@ -109,12 +109,14 @@ fn init4(c: &FoldConsts) -> __m512i {
     unsafe { _mm512_inserti32x4::<0>(_mm512_setzero_si512(), pair(c.init)) }
 }
 
-/// Folds the four blocks of `acc` into one 128-bit block: block j moves
-/// forward by (3 - j) * 16 bytes; the last block's constant is zero, so its
-/// product vanishes and the block itself is added instead.
+/// The four blocks of `acc`, each moved forward to the last block's place
+/// (block j by (3 - j) * 16 bytes; the last block's constant is zero, so
+/// its product vanishes and the block itself is kept): their sum is the
+/// accumulator as one 128-bit block ([`narrow`] adds them up; [`narrow4`]
+/// adds up those of four accumulators at once).
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,vpclmulqdq,pclmulqdq,sse2,ssse3,sse4.1")]
-fn narrow(acc: __m512i, c: &FoldConsts) -> __m128i {
+fn aligned_blocks(acc: __m512i, c: &FoldConsts) -> __m512i {
     let [k48, k32, k16] = [c.combine[4], c.combine[5], c.combine[6]];
     // SAFETY: register-only, AVX-512F is enabled on this fn.
     unsafe {
@@ -129,7 +131,86 @@ fn narrow(acc: __m512i, c: &FoldConsts) -> __m128i {
             k48[0] as i64,
         );
         let last = _mm512_maskz_mov_epi64(0xC0, acc);
-        let t = fold4(acc, k, last);
+        fold4(acc, k, last)
+    }
+}
+
+/// [`narrow`] of four accumulators at once: block j of the result is
+/// accumulator j as one 128-bit block.  A transpose by block shuffles
+/// (six) and three additions, where narrowing them one at a time takes
+/// twelve extractions and twelve additions.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,vpclmulqdq,pclmulqdq,sse2,ssse3,sse4.1")]
+fn narrow4(acc: [__m512i; 4], c: &FoldConsts) -> __m512i {
+    let t = acc.map(|a| aligned_blocks(a, c));
+    // `_mm512_shuffle_i64x2::<M>(a, b)` takes blocks M[1:0], M[3:2] of `a`
+    // and M[5:4], M[7:6] of `b`.
+    // SAFETY: register-only, AVX-512F is enabled on this fn.
+    unsafe {
+        // [t0b0 + t0b2, t0b1 + t0b3, t1b0 + t1b2, t1b1 + t1b3], and t2, t3.
+        let s01 = xor4(
+            _mm512_shuffle_i64x2::<0b01_00_01_00>(t[0], t[1]),
+            _mm512_shuffle_i64x2::<0b11_10_11_10>(t[0], t[1]),
+        );
+        let s23 = xor4(
+            _mm512_shuffle_i64x2::<0b01_00_01_00>(t[2], t[3]),
+            _mm512_shuffle_i64x2::<0b11_10_11_10>(t[2], t[3]),
+        );
+        // Block j: the two partial sums of accumulator j.
+        xor4(
+            _mm512_shuffle_i64x2::<0b10_00_10_00>(s01, s23),
+            _mm512_shuffle_i64x2::<0b11_01_11_01>(s01, s23),
+        )
+    }
+}
+
+/// [`reduce`](super::reduce) of the four 128-bit blocks of `x` at once
+/// (the same steps, each 128-bit lane on its own): the CRC registers of
+/// the four accumulators [`narrow4`] brought down.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,vpclmulqdq,pclmulqdq,sse2,ssse3,sse4.1")]
+fn reduce4<const REFLECTED: bool>(x: __m512i, c: &FoldConsts) -> [u64; 4] {
+    let r = splat(c.reduce);
+    let g = splat([c.poly, 0]);
+    let mut lanes = [0u64; 8];
+    // SAFETY: register-only arithmetic (AVX-512F/BW, VPCLMULQDQ enabled on
+    // this fn), then a store into our own 64-byte array.
+    unsafe {
+        if REFLECTED {
+            let w = xor4(
+                _mm512_clmulepi64_epi128(x, r, 0x00),
+                _mm512_bsrli_epi128::<8>(x),
+            );
+            let t1 = _mm512_clmulepi64_epi128(w, r, 0x10);
+            let t2 = _mm512_clmulepi64_epi128(t1, g, 0x00);
+            let t = xor3(t2, _mm512_bslli_epi128::<8>(t1), w);
+            _mm512_storeu_si512(lanes.as_mut_ptr().cast(), t);
+            [lanes[1], lanes[3], lanes[5], lanes[7]]
+        } else {
+            let y = xor4(
+                _mm512_clmulepi64_epi128(x, r, 0x01),
+                _mm512_bslli_epi128::<2>(_mm512_maskz_mov_epi64(0x55, x)),
+            );
+            let y_hi = _mm512_bsrli_epi128::<2>(y);
+            let q = xor4(
+                _mm512_bsrli_epi128::<8>(_mm512_clmulepi64_epi128(y_hi, r, 0x10)),
+                y_hi,
+            );
+            let rem = xor4(_mm512_clmulepi64_epi128(q, g, 0x00), y);
+            _mm512_storeu_si512(lanes.as_mut_ptr().cast(), rem);
+            [lanes[0], lanes[2], lanes[4], lanes[6]].map(|v| v & 0xFFFF)
+        }
+    }
+}
+
+/// Folds the four blocks of `acc` into one 128-bit block (the sum of
+/// [`aligned_blocks`]).
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,vpclmulqdq,pclmulqdq,sse2,ssse3,sse4.1")]
+fn narrow(acc: __m512i, c: &FoldConsts) -> __m128i {
+    let t = aligned_blocks(acc, c);
+    // SAFETY: register-only, AVX-512F is enabled on this fn.
+    unsafe {
         xor(
             xor(
                 _mm512_extracti32x4_epi32::<0>(t),
@@ -243,6 +324,16 @@ unsafe fn crc_lanes<const REFLECTED: bool, const FAR: bool>(
             *ai = fold4(*ai, k64, d);
         }
         off += 64;
+    }
+    if off == blocks {
+        // No 16-byte tail (intervals a multiple of 64 bytes, as 512 and
+        // 4096 are): the lanes are finished four at a time.
+        let mut regs = [0u64; LANES];
+        for (four, acc) in regs.chunks_exact_mut(4).zip(a.chunks_exact(4)) {
+            let x = narrow4([acc[0], acc[1], acc[2], acc[3]], c);
+            four.copy_from_slice(&reduce4::<REFLECTED>(x, c));
+        }
+        return regs;
     }
     let mut x = [pair([0, 0]); LANES];
     for (xi, ai) in x.iter_mut().zip(a) {
