@@ -267,6 +267,53 @@ static void test_pi_iovec_import(io_context_t ctx, int fd)
 	free(pi);
 }
 
+/* Which error a PI iocb with two faults gets: the kernel's own, in the
+ * kernel's order.  `io_submit_one` refuses a set `aio_reserved2` and an
+ * `aio_nbytes` negative as ssize_t before it looks up the fd or eventfd;
+ * a kernel with DIX passthrough imports the iovec array (-EFAULT for an
+ * unreadable array, -EINVAL for a negative length in any iovec, then
+ * -EFAULT for a range past user space) before its `nr_segs < 2` check and
+ * before the PI lengths. */
+static void test_error_order(io_context_t ctx, int fd)
+{
+	uint8_t *data = xalloc(8192), *pi = xalloc(4096);
+	int ro = open("pi.dat", O_RDONLY | O_DIRECT);
+	CHECKF(ro >= 0, "open read-only");
+	struct iovec iov[2] = { { data, 8192 }, { pi, 128 } };
+	struct iovec kernel_one[1] = { { (void *)0xffff800000000000ull, 4096 } };
+	struct iovec neg_data[2] = { { data, (size_t)-1 }, { (void *)0xffff800000000000ull, 128 } };
+	struct iovec bad_data_short_pi[2] = { { (void *)0xffff800000000000ull, 8192 }, { pi, 8 } };
+	struct iocb io;
+
+	io_prep_pwritevm(&io, -1, iov, 2, 0);
+	io.u.c.__pad3 = 1;
+	CHECK_EQ_MSG(submit1(ctx, &io), -EINVAL, "aio_reserved2 set, fd -1: reserved field first");
+	io_prep_pwritevm(&io, ro, iov, 2, 0);
+	io.u.c.__pad3 = 1;
+	CHECK_EQ_MSG(submit1(ctx, &io), -EINVAL, "aio_reserved2 set, read-only fd");
+	io_prep_pwritevm(&io, fd, iov, 2, 0);
+	io.u.c.__pad3 = 1;
+	io_set_eventfd(&io, 1000);
+	CHECK_EQ_MSG(submit1(ctx, &io), -EINVAL, "aio_reserved2 set, closed eventfd");
+	io_prep_pwritevm(&io, -1, iov, -1, 0);
+	CHECK_EQ_MSG(submit1(ctx, &io), -EINVAL, "iovcnt -1 (aio_nbytes negative), fd -1");
+	io_prep_pwritevm(&io, ro, iov, -1, 0);
+	CHECK_EQ_MSG(submit1(ctx, &io), -EINVAL, "iovcnt -1, read-only fd");
+	io_prep_preadvm(&io, fd, NULL, 1, 0);
+	CHECK_EQ_MSG(submit1(ctx, &io), -EFAULT, "one iovec, array NULL: the import fails first");
+	io_prep_preadvm(&io, fd, kernel_one, 1, 0);
+	CHECK_EQ_MSG(submit1(ctx, &io), -EFAULT, "one iovec past user space: the import fails first");
+	io_prep_preadvm(&io, fd, iov, 1, 0);
+	CHECK_EQ_MSG(submit1(ctx, &io), -EINVAL, "one good iovec: nr_segs < 2");
+	io_prep_preadvm(&io, fd, neg_data, 2, 0);
+	CHECK_EQ_MSG(submit1(ctx, &io), -EINVAL, "negative data length before a PI iovec past user space");
+	io_prep_preadvm(&io, fd, bad_data_short_pi, 2, 0);
+	CHECK_EQ_MSG(submit1(ctx, &io), -EFAULT, "data past user space before a short PI iovec");
+	close(ro);
+	free(data);
+	free(pi);
+}
+
 static void test_bad_pointers(io_context_t ctx, int fd)
 {
 	uint8_t *data = xalloc(4096), *pi = xalloc(64);
@@ -995,6 +1042,7 @@ int main(void)
 	test_format(ctx, fd, (struct fmt){ IO_PI_NVME_TYPE3_CRC64, 4096 }, &rng);
 	test_invalid(ctx, fd);
 	test_bad_pointers(ctx, fd);
+	test_error_order(ctx, fd);
 	test_pi_iovec_import(ctx, fd);
 	test_mixed_batch(ctx, fd, &rng);
 	test_batch_stops(ctx, fd);

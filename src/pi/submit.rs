@@ -436,7 +436,10 @@ fn prepare_run(
             fl
         } else if !can {
             -libc::EBADF
-        } else if fl & libc::O_DIRECT == 0 || !(2..=UIO_MAXIOV).contains(&iovcnt) {
+        } else if fl & libc::O_DIRECT == 0 || !(1..=UIO_MAXIOV).contains(&iovcnt) {
+            // (No iovec, or more than the kernel imports: refused before
+            // the array is read.  One iovec is refused in step 3, after
+            // its import, as the DIX patch checks `nr_segs < 2` there.)
             EINVAL
         } else {
             0
@@ -500,22 +503,26 @@ fn prepare_run(
     //    transfers (at most MAX_RW_COUNT bytes) a valid file position (the
     //    kernel's `rw_verify_area`, which the shadow of a write that fails
     //    its PI check does not reach: it has no data).
-    //    First the PI iovec gets the checks the kernel makes of every
-    //    iovec it imports (the shadow, which carries the data iovecs, never
-    //    shows it the PI one), as a kernel with DIX passthrough would:
-    //    a length negative as `ssize_t` is -EINVAL, a range beyond user
-    //    space -EFAULT, even where it is longer than the tuples need.
+    //    First every iovec, the PI one included, gets the checks the
+    //    kernel's import makes, in its order ([`import_error`]), then an
+    //    array of one iovec is refused, as a kernel with DIX passthrough
+    //    would: the import comes before its `nr_segs < 2` check and the
+    //    lengths, and the shadow never shows the kernel the PI iovec.
     for i in 0..cands.len() {
         let k = &mut cands[i];
         // SAFETY: an integer field of the union.
         let offset = unsafe { k.io.u.c.offset };
-        let (data, pi) = k.iovs.split_at(k.iovcnt - 1);
-        let pi = pi[0];
-        let imported = sys::iovec_import_error(&pi);
+        let imported = import_error(&k.iovs);
         if imported != 0 {
             cut(&mut cands, i, imported)?;
             break;
         }
+        if k.iovcnt < 2 {
+            cut(&mut cands, i, EINVAL)?;
+            break;
+        }
+        let (data, pi) = k.iovs.split_at(k.iovcnt - 1);
+        let pi = pi[0];
         let total = data
             .iter()
             .try_fold(0usize, |acc, v| acc.checked_add(v.iov_len));
@@ -697,6 +704,15 @@ fn plain_twin(io: &iocb, is_read: bool) -> iocb {
 fn first_error(ctx: usize, io: &iocb, is_read: bool, err: i32) -> i32 {
     /// `UIO_MAXIOV + 1` empty iovecs (pointer, length).
     static TOO_MANY: [[usize; 2]; UIO_MAXIOV as usize + 1] = [[0; 2]; UIO_MAXIOV as usize + 1];
+    // The kernel's `io_submit_one` refuses a set `aio_reserved2` and an
+    // `aio_nbytes` negative as `ssize_t` before it looks up the fd or the
+    // eventfd, so those are -EINVAL whatever the twin (which has neither)
+    // would be answered.
+    // SAFETY: integer fields of the union.
+    let (reserved2, nbytes) = unsafe { (io.u.c.__pad3, io.u.c.nbytes) };
+    if reserved2 != 0 || (nbytes as i64) < 0 {
+        return -libc::EINVAL;
+    }
     let mut probe = plain_twin(io, is_read);
     let passed = if crate::valgrind::running() {
         probe.u.c.buf = TOO_MANY.as_ptr() as *mut c_void;
@@ -725,6 +741,21 @@ fn first_error(ctx: usize, io: &iocb, is_read: bool, err: i32) -> i32 {
 struct Checked {
     cands: Vec<Candidate>,
     format: Format,
+}
+
+/// The kernel's answer to importing the iovec array `iovs` (its
+/// `iovec_from_user` and `__import_iovec`): `-EINVAL` if any length is
+/// negative as `ssize_t` (found while the array is copied in, before any
+/// address is looked at), else `-EFAULT` for the first range beyond user
+/// space, else 0.  Pure arithmetic ([`sys::iovec_import_error`]).
+fn import_error(iovs: &[libc::iovec]) -> i32 {
+    if iovs.iter().any(|v| (v.iov_len as isize) < 0) {
+        return -libc::EINVAL;
+    }
+    iovs.iter()
+        .map(sys::iovec_import_error)
+        .find(|&e| e != 0)
+        .unwrap_or(0)
 }
 
 /// Cut the data iovecs `data` (more than [`MAX_RW_COUNT`] bytes in all) to
