@@ -20,6 +20,7 @@ pub fn setup(maxevents: i32, ctxp: *mut io_context_t) -> i32 {
             core::ptr::read_volatile(ctxp as *const [u8; core::mem::size_of::<usize>()])
         });
         context::register(ctx);
+        crate::vma::prime();
     }
     sys::to_int(r)
 }

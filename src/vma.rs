@@ -226,6 +226,21 @@ fn state() -> Option<&'static AtomicI32> {
     })
 }
 
+/// Map the state page now (at `io_setup`), not in the middle of the first
+/// `io_submit` whose memory a query proves: a page mapped there can land
+/// where the caller has just unmapped a buffer it still passes (a
+/// dangling pointer), and the proof would then find the library's page in
+/// its place (an independent tester's `repro_hole.c`: a write whose data
+/// lay in such a hole was verified against our zeroed page instead of
+/// refused with `-EFAULT`, and the batch went on).  `io_setup` maps the
+/// kernel's ring too, so nothing new is risked there.  (A context from a
+/// raw `io_setup(2)` still maps it at its first query.)
+pub fn prime() {
+    if allowed() {
+        let _ = state();
+    }
+}
+
 /// Whether the environment allows these proofs at all (asked once).
 fn allowed() -> bool {
     static ALLOWED: OnceLock<bool> = OnceLock::new();
