@@ -451,8 +451,24 @@ impl CallerMem {
         // queried one at a time (the mapping of one may cover others)
         // while they add up to W pages or more, then the per-page proofs
         // for the last few.  (Past a few dozen ranges, all queried: a
-        // recount per query would cost more than it saves.)
-        let small = |vmas: &Vmas, i: usize| pages(i) < W && !vmas.known_one(range(i), access);
+        // recount per query would cost more than it saves.)  A range is
+        // `done` once a query has answered for it: `Vmas` keeps only the
+        // mapping it described last, so without this, small ranges in two
+        // mappings were queried in turn forever (an independent tester's
+        // `r_pingpong.c`: a write of 3 + 3 one-page iovecs in two mappings
+        // never returned from `io_submit`).  Each round marks at least the
+        // range it queried, so there are at most `n` rounds.
+        let mut done_on_stack = [false; 16];
+        let mut done_on_heap = Vec::new();
+        let done: &mut [bool] = if n <= done_on_stack.len() {
+            &mut done_on_stack[..n]
+        } else {
+            done_on_heap.resize(n, false);
+            &mut done_on_heap
+        };
+        let small = |vmas: &Vmas, done: &[bool], i: usize| {
+            pages(i) < W && !done[i] && !vmas.known_one(range(i), access)
+        };
         loop {
             // The next to query: the one with the most unproven pages,
             // `b`'s first on a tie (a write's data: its tuples are `a`).
@@ -460,7 +476,7 @@ impl CallerMem {
             let mut next: Option<usize> = None;
             for i in (a.len()..n)
                 .chain(0..a.len())
-                .filter(|&i| small(&self.vmas, i))
+                .filter(|&i| small(&self.vmas, done, i))
             {
                 left += pages(i);
                 if next.is_none_or(|most| pages(i) > pages(most)) {
@@ -471,18 +487,21 @@ impl CallerMem {
                 return true;
             };
             if left < W {
-                let vmas = &self.vmas;
-                return self.loads_prove(|| (0..n).filter(|&i| small(vmas, i)).map(range));
+                let (vmas, done) = (&self.vmas, &*done);
+                return self.loads_prove(|| (0..n).filter(|&i| small(vmas, done, i)).map(range));
             }
             if n > SMALL_RANGES_RECOUNTED {
                 let rest: Vec<libc::iovec> = (0..n)
-                    .filter(|&i| small(&self.vmas, i))
+                    .filter(|&i| small(&self.vmas, done, i))
                     .map(|i| *range(i))
                     .collect();
                 return self.vmas.prove(&rest, access);
             }
             if !self.vmas.prove_one(range(next), access) {
                 return false;
+            }
+            for (i, d) in done.iter_mut().enumerate() {
+                *d = *d || self.vmas.known_one(range(i), access);
             }
         }
     }
