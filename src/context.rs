@@ -362,6 +362,27 @@ impl Context {
         self.user_owner.load(Ordering::Relaxed) == unsafe { libc::pthread_self() } as usize
     }
 
+    /// [`Context::try_user_reap`] for tests that own a free ring: retried
+    /// for up to 20 s while it is refused.  Unit tests run in parallel in
+    /// one process, and another test's reap of an unregistered context
+    /// (counted in `UNCOUNTED_REAPERS`) keeps every user-space reaper off
+    /// while it runs: a single try then fails now and then (a CI run saw a
+    /// test get 0 holds in 400,000 tries).
+    #[cfg(test)]
+    pub fn user_reap_for_test(&self, ctx: usize) -> UserReaper<'_> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            if let Ok(Some(r)) = self.try_user_reap(ctx) {
+                return r;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the ring stayed refused for 20 s"
+            );
+            std::thread::yield_now();
+        }
+    }
+
     /// Take the ring for a user-space reap of the context whose handle is
     /// `ctx`, if nobody else reaps it: no user reaper (waits for one to
     /// finish), no thread in a reaping system call, not being destroyed, and
@@ -956,12 +977,12 @@ mod tests {
                 std::process::abort();
             }
         });
-        let held = c.try_user_reap(a).unwrap().expect("the ring is free");
+        let held = c.user_reap_for_test(a);
         assert!(c.begin_destroy().is_err(), "held by this thread");
         done.store(true, Ordering::Relaxed);
         drop(held);
         // Not left dying: a reap and a real destroy work afterwards.
-        assert!(c.try_user_reap(a).unwrap().is_some());
+        drop(c.user_reap_for_test(a));
         assert!(c.begin_destroy().is_ok());
         c.abort_destroy();
     }
@@ -981,7 +1002,7 @@ mod tests {
         std::thread::scope(|s| {
             let (tx, rx) = std::sync::mpsc::channel();
             s.spawn(move || {
-                let held = c.try_user_reap(a).unwrap().expect("the ring is free");
+                let held = c.user_reap_for_test(a);
                 let counted = held.keep_counted();
                 assert_eq!(c.user_owner.load(Ordering::Relaxed), 0, "owner cleared");
                 assert_eq!(c.reap_state.load(Ordering::Relaxed), ReapState::KERNEL);
@@ -1048,10 +1069,7 @@ mod tests {
         assert_eq!(c.reap_state.load(Ordering::Relaxed), 0, "USER given back");
         assert_eq!(c.user_owner.load(Ordering::Relaxed), 0, "owner given back");
         drop(held);
-        assert!(
-            c.try_user_reap(a).unwrap().is_some(),
-            "user reap afterwards"
-        );
+        drop(c.user_reap_for_test(a)); // a user reap afterwards
     }
 
     /// Regression: the refusal above cleared DYING even when another
@@ -1063,7 +1081,7 @@ mod tests {
         let ring = FakeRing::registered();
         let a = ring.addr;
         let c = lookup(a).unwrap();
-        let held = c.try_user_reap(a).unwrap().expect("the ring is free");
+        let held = c.user_reap_for_test(a);
         std::thread::scope(|s| {
             let other = s.spawn(|| c.begin_destroy().is_ok());
             while c.reap_state.load(Ordering::Acquire) & ReapState::DYING == 0 {
@@ -1124,8 +1142,11 @@ mod tests {
                     unregister(a, old); // CLAIMED, then back to `a`
                 }
             });
+            // Until 100,000 holds (or 20 s: another test's uncounted reap
+            // keeps user-space reapers off while it runs).
             let (mut held, mut wrong) = (0, 0);
-            for _ in 0..400_000 {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+            while held < 100_000 && std::time::Instant::now() < deadline {
                 if let Ok(Some(r)) = c.try_user_reap(a) {
                     held += 1;
                     wrong += (r.ring() != (a, 8)) as u32;

@@ -617,7 +617,7 @@ mod tests {
         /// Events ready in the ring (read unlocked: tests own the context).
         fn ready(&self) -> u32 {
             let c = context::lookup(self.ctx).unwrap();
-            let (addr, nr) = c.try_user_reap(self.ctx).unwrap().unwrap().ring();
+            let (addr, nr) = c.user_reap_for_test(self.ctx).ring();
             // SAFETY: a live registered ring.
             unsafe { Ring::at(addr, nr) }.ready().unwrap()
         }
@@ -859,7 +859,7 @@ mod tests {
     fn the_real_ring_wraps_many_times() {
         let mut f = Fixture::new(1, 64);
         let c = context::lookup(f.ctx).unwrap();
-        let nr = c.try_user_reap(f.ctx).unwrap().unwrap().ring().1 as usize;
+        let nr = c.user_reap_for_test(f.ctx).ring().1 as usize;
         assert!(nr >= 16, "ring of {nr} slots");
         let mut ev = vec![io_event::zeroed(); 64];
         let (mut done, mut wraps, mut last_head) = (0usize, 0usize, 0u32);
@@ -969,7 +969,7 @@ mod tests {
         f.submit(0, 2);
         f.wait_ready(2);
         let c = context::lookup(f.ctx).unwrap();
-        let held = c.try_user_reap(f.ctx).unwrap().unwrap();
+        let held = c.user_reap_for_test(f.ctx);
         let mut ev = [io_event::zeroed(); 2];
         let mut zero = libc::timespec {
             tv_sec: 0,
