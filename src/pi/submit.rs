@@ -543,10 +543,7 @@ fn prepare_run(
                 k.pi_addr = pi.iov_base as usize;
                 if total > MAX_RW_COUNT {
                     let last = k.iovcnt - 1;
-                    if let Err(e) = cut_to_max_rw(&mut k.iovs[..last]) {
-                        cut(&mut cands, i, e)?;
-                        break;
-                    }
+                    cut_to_max_rw(&mut k.iovs[..last]);
                 }
             }
             _ => {
@@ -760,23 +757,18 @@ fn import_error(iovs: &[libc::iovec]) -> i32 {
 
 /// Cut the data iovecs `data` (more than [`MAX_RW_COUNT`] bytes in all) to
 /// the first `MAX_RW_COUNT` bytes, as the kernel's `__import_iovec` cuts a
-/// plain read or write: every iovec still gets its checks first (the
-/// error, as the kernel's import gives it), then the one that crosses the
-/// limit is shortened and those after it emptied.  So the shadow transfers
+/// plain read or write (after its import checks, made for every iovec by
+/// [`import_error`]): the one that crosses the limit is shortened and
+/// those after it emptied.  So the shadow transfers
 /// what the plain op would, and the tuples the library reads and checks
 /// (a write) or stores (a read) are those of the data transferred; the
 /// PI iovec must still hold tuples for all of the data.
-fn cut_to_max_rw(data: &mut [libc::iovec]) -> Result<(), i32> {
+fn cut_to_max_rw(data: &mut [libc::iovec]) {
     let mut left = MAX_RW_COUNT;
     for v in data {
-        let e = sys::iovec_import_error(v);
-        if e != 0 {
-            return Err(e);
-        }
         v.iov_len = v.iov_len.min(left);
         left -= v.iov_len;
     }
-    Ok(())
 }
 
 /// Check the caller memory of each iocb of the run, verify the writes'
