@@ -434,18 +434,7 @@ impl Context {
                 Ordering::SeqCst,
                 Ordering::Relaxed,
             ) {
-                Ok(_) => {
-                    if UNCOUNTED_REAPERS.load(Ordering::SeqCst) == 0 {
-                        break;
-                    }
-                    // A reaping system call counted on no slot is under
-                    // way (see `UncountedReaper`): it may be on this very
-                    // ring.  The system call answers.
-                    self.reap_state
-                        .fetch_and(!ReapState::USER, Ordering::Release);
-                    self.user_owner.store(0, Ordering::Release);
-                    return Ok(None);
-                }
+                Ok(_) => break,
                 Err(0) => {}
                 // Kernel reapers, or dying: the system call answers.
                 Err(_) => {
@@ -458,6 +447,12 @@ impl Context {
             ctx: self,
             addr: ctx,
         };
+        if UNCOUNTED_REAPERS.load(Ordering::SeqCst) != 0 {
+            // A reaping system call counted on no slot is under way (see
+            // `UncountedReaper`): it may be on this very ring.  The system
+            // call answers; dropping the guard gives the ring back.
+            return Ok(None);
+        }
         // The slot may have been recycled for another context between the
         // caller's `lookup` and our CAS; check its key under the lock.
         // While we hold USER the key changes only by `unregister`: to

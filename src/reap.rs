@@ -390,11 +390,7 @@ fn reap(
         // be registered at this address now (see `UncountedReaper`).
         match UncountedReaper::enter(ctx) {
             Ok(_uncounted) => {
-                let r = syscall(call, ctx, min_nr, nr, events, timeout);
-                if r > 0 {
-                    delivered(events, r as usize);
-                }
-                return sys::to_int(r);
+                return finish(syscall(call, ctx, min_nr, nr, events, timeout), events);
             }
             Err(c) => {
                 let (r, _counted) = kernel(c, call, ctx, min_nr, nr, events, timeout);

@@ -830,16 +830,12 @@ fn ask_user_end() -> Option<usize> {
             iov_base: p as *mut core::ffi::c_void,
             iov_len: 1,
         };
-        let r = raw6(
-            libc::SYS_process_vm_readv,
+        match process_vm(
             pid,
-            &local as *const libc::iovec as usize,
-            1,
-            &remote as *const libc::iovec as usize,
-            1,
-            0,
-        );
-        match r {
+            false,
+            core::slice::from_ref(&local),
+            core::slice::from_ref(&remote),
+        ) {
             0 => Some(true),
             r if r == -(libc::EFAULT as c_long) => Some(false),
             _ => None,
