@@ -405,16 +405,11 @@ fn prepare_run(
         let is_read = pi_direction(&io).expect("look_ahead keeps PI iocbs only");
         // SAFETY: reading the integer fields of the union: any bit pattern
         // is valid for them.
-        let (iov_addr, nbytes, reserved2) =
-            unsafe { (io.u.c.buf as usize, u64::from(io.u.c.nbytes), io.u.c.__pad3) };
-        // The kernel refuses an `aio_nbytes` negative as `ssize_t`
-        // (`io_submit_one`), then imports `(unsigned)aio_nbytes` iovecs
-        // (`__import_iovec`'s `nr_segs`): a count of 2^32 + 2 is 2.
-        let iovcnt = if (nbytes as i64) < 0 {
-            0
-        } else {
-            u64::from(nbytes as u32)
-        };
+        let (iov_addr, nbytes) = unsafe { (io.u.c.buf as usize, u64::from(io.u.c.nbytes)) };
+        // Past `refused_before_fd` (below), the kernel imports
+        // `(unsigned)aio_nbytes` iovecs (`__import_iovec`'s `nr_segs`): a
+        // count of 2^32 + 2 is 2.
+        let iovcnt = u64::from(nbytes as u32);
         let fl = match flags_of.iter().find(|(fd, _)| *fd == io.aio_fildes) {
             Some(&(_, fl)) => fl,
             None => {
@@ -430,7 +425,7 @@ fn prepare_run(
         } else {
             mode == libc::O_WRONLY || mode == libc::O_RDWR
         };
-        let err = if reserved2 != 0 {
+        let err = if refused_before_fd(&io) {
             EINVAL
         } else if fl < 0 {
             fl
@@ -701,13 +696,9 @@ fn plain_twin(io: &iocb, is_read: bool) -> iocb {
 fn first_error(ctx: usize, io: &iocb, is_read: bool, err: i32) -> i32 {
     /// `UIO_MAXIOV + 1` empty iovecs (pointer, length).
     static TOO_MANY: [[usize; 2]; UIO_MAXIOV as usize + 1] = [[0; 2]; UIO_MAXIOV as usize + 1];
-    // The kernel's `io_submit_one` refuses a set `aio_reserved2` and an
-    // `aio_nbytes` negative as `ssize_t` before it looks up the fd or the
-    // eventfd, so those are -EINVAL whatever the twin (which has neither)
-    // would be answered.
-    // SAFETY: integer fields of the union.
-    let (reserved2, nbytes) = unsafe { (io.u.c.__pad3, io.u.c.nbytes) };
-    if reserved2 != 0 || (nbytes as i64) < 0 {
+    // Those come before the fd and the eventfd: -EINVAL whatever the twin
+    // (which has neither) would be answered.
+    if refused_before_fd(io) {
         return -libc::EINVAL;
     }
     let mut probe = plain_twin(io, is_read);
@@ -738,6 +729,17 @@ fn first_error(ctx: usize, io: &iocb, is_read: bool, err: i32) -> i32 {
 struct Checked {
     cands: Vec<Candidate>,
     format: Format,
+}
+
+/// Whether the kernel's `io_submit_one` refuses `io` with `-EINVAL`
+/// before it looks up the fd or the eventfd: a set `aio_reserved2`, or an
+/// `aio_nbytes` negative as `ssize_t`.
+// `c_ulong` is `u64` only on 64-bit targets.
+#[allow(clippy::useless_conversion)]
+fn refused_before_fd(io: &iocb) -> bool {
+    // SAFETY: integer fields of the union.
+    let (reserved2, nbytes) = unsafe { (io.u.c.__pad3, u64::from(io.u.c.nbytes)) };
+    reserved2 != 0 || (nbytes as i64) < 0
 }
 
 /// The kernel's answer to importing the iovec array `iovs` (its
