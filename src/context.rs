@@ -25,7 +25,12 @@
 //!   a slot registered under an older generation is treated as absent.  The
 //!   handler also empties the proof cache and gives the PI records a fresh
 //!   map (it allocates: fine after glibc's `fork`, which leaves `malloc`
-//!   usable in the child).
+//!   usable in the child).  A child made without those handlers (`_Fork()`,
+//!   `syscall(SYS_fork)`, `clone` without `CLONE_VM`) is caught by the
+//!   [`WITNESS`] word, in a page that every such child sees zeroed: the
+//!   first lookup there does the handler's work (the ring is a shared
+//!   mapping the child inherits, so reading it there would take the
+//!   parent's events).
 //!
 //! A process with more than [`CAPACITY`] live contexts still works: the extra
 //! contexts are simply not registered and always take the kernel's path.
@@ -46,7 +51,7 @@
 //!   notice a move without a system call on every reap.
 
 use crate::abi::{AioRingHeader, AIO_RING_MAGIC};
-use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Once;
 
 /// Number of slots.  Must be a power of two.
@@ -602,6 +607,85 @@ static SLOTS: [Context; CAPACITY] = [const { Context::new() }; CAPACITY];
 static FORK_GENERATION: AtomicU32 = AtomicU32::new(1);
 static ATFORK: Once = Once::new();
 
+/// The fork witness: a word in a page of ours marked `MADV_WIPEONFORK`
+/// (Linux 4.14+), [`WITNESS_SET`] in the process that set it.  Every child
+/// created without `CLONE_VM` gets that page zeroed, whether or not
+/// `pthread_atfork` handlers ran (`_Fork()`, `syscall(SYS_fork)` and
+/// `clone(SIGCHLD)` skip them), so [`generation`] finds 0 there and does the
+/// child handler's work before any ring is read.  Null until the first
+/// `io_setup` (no context is registered before it), and where the page
+/// cannot be had (the `pthread_atfork` handler alone then covers glibc's
+/// `fork`).  The page is never unmapped.
+///
+/// Ordering: the pointer is published with `Release` after the word was
+/// set, and loaded with `Acquire`.  The word is only ever changed by the
+/// thread that owns the transition: `WITNESS_SET` → 0 happens only in a new
+/// child (the kernel's copy), 0 → [`WITNESS_BUSY`] by one CAS winner, and
+/// `WITNESS_BUSY` → `WITNESS_SET` by that winner after it bumped
+/// [`FORK_GENERATION`] (`Release`), so a thread that waits for
+/// `WITNESS_SET` (`Acquire`) then reads the new generation.
+static WITNESS: AtomicPtr<AtomicU32> = AtomicPtr::new(core::ptr::null_mut());
+const WITNESS_SET: u32 = 1;
+const WITNESS_BUSY: u32 = 2;
+
+/// Map the fork witness (once, from [`ensure_atfork`]).
+fn make_witness() {
+    let Some(p) = crate::sys::map_anon(4096, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE)
+    else {
+        return;
+    };
+    if crate::sys::raw6(
+        libc::SYS_madvise,
+        p,
+        4096,
+        libc::MADV_WIPEONFORK as usize,
+        0,
+        0,
+        0,
+    ) != 0
+    {
+        // SAFETY: our own new mapping, never published.
+        unsafe { libc::munmap(p as *mut libc::c_void, 4096) };
+        return;
+    }
+    // SAFETY: our own page, readable, writable, zero-filled (a valid
+    // AtomicU32), aligned, mapped for the life of the process.
+    let w = unsafe { &*(p as *const AtomicU32) };
+    w.store(WITNESS_SET, Ordering::Relaxed);
+    WITNESS.store(p as *mut AtomicU32, Ordering::Release);
+}
+
+/// The current fork generation, after the child handler's work if this is
+/// a child that was created without it (see [`WITNESS`]).  Two loads on
+/// the lookup path: the witness pointer and its word.
+#[inline(always)]
+fn generation() -> u32 {
+    let w = WITNESS.load(Ordering::Acquire);
+    // SAFETY: a non-null witness points into our page, never unmapped.
+    if !w.is_null() && unsafe { (*w).load(Ordering::Acquire) } != WITNESS_SET {
+        // SAFETY: as above.
+        forked_without_handler(unsafe { &*w });
+    }
+    FORK_GENERATION.load(Ordering::Acquire)
+}
+
+/// In a child that `pthread_atfork` handlers did not run in: one thread
+/// does their work; others (threads the child started before its first
+/// call into the library) wait for it, without a lock, briefly.
+#[cold]
+#[inline(never)]
+fn forked_without_handler(w: &AtomicU32) {
+    match w.compare_exchange(0, WITNESS_BUSY, Ordering::Acquire, Ordering::Acquire) {
+        Ok(_) => after_fork_in_child(),
+        Err(_) => {
+            let mut spins = 0;
+            while w.load(Ordering::Acquire) != WITNESS_SET {
+                backoff(&mut spins);
+            }
+        }
+    }
+}
+
 extern "C" fn after_fork_in_child() {
     // The child's code after fork() sees the errno it had (the handler
     // allocates).
@@ -613,13 +697,22 @@ extern "C" fn after_fork_in_child() {
     // The emulated-PI records: their map's lock may be held by a parent
     // thread, and their contexts are the parent's.
     crate::pi::after_fork_in_child();
+    // Done for this process: the witness (zeroed in every child) is set
+    // again, after the generation moved on (see `WITNESS`).
+    let w = WITNESS.load(Ordering::Acquire);
+    if !w.is_null() {
+        // SAFETY: our page, never unmapped.
+        unsafe { (*w).store(WITNESS_SET, Ordering::Release) };
+    }
 }
 
-/// Install the library's `pthread_atfork` child handler (once).
+/// Install the library's `pthread_atfork` child handler and map the fork
+/// witness (once).
 pub fn ensure_atfork() {
     // `Once` waits with a futex when contended, which may set errno.
     let _errno = crate::sys::ErrnoGuard::save();
     ATFORK.call_once(|| {
+        make_witness();
         // SAFETY: registering a plain function with no preconditions; glibc
         // ties the registration to this DSO and drops it on dlclose.
         unsafe { libc::pthread_atfork(None, None, Some(after_fork_in_child)) };
@@ -647,7 +740,7 @@ fn probe(ctx: usize) -> (Option<&'static Context>, bool) {
     if ctx <= CLAIMED {
         return (None, false);
     }
-    let gen = FORK_GENERATION.load(Ordering::Acquire);
+    let gen = generation();
     let mut i = home(ctx);
     let mut claimed = false;
     for _ in 0..CAPACITY {
@@ -691,7 +784,7 @@ pub fn register(ctx: usize) {
         return;
     }
     ensure_atfork();
-    let gen = FORK_GENERATION.load(Ordering::Acquire);
+    let gen = generation();
     // An entry left under this address (a ring that lived here before and
     // was moved away, or is from before a fork) is reused, so the address
     // never has two entries.
@@ -822,7 +915,7 @@ pub fn registrations_so_far() -> u64 {
 /// context created since may have been given the freed id), is a stale one
 /// for the ring's old address: forget it, so it is never read.
 pub fn forget_moved(ctx: usize, ring_id: u32, before: u64) {
-    let gen = FORK_GENERATION.load(Ordering::Acquire);
+    let gen = generation();
     for slot in SLOTS.iter() {
         let k = slot.key.load(Ordering::Acquire);
         if k > CLAIMED
