@@ -39,3 +39,18 @@ pub mod submit;
 pub mod sys;
 pub mod valgrind;
 pub mod vma;
+
+/// Run by the dynamic loader when the library is unloaded (`dlclose`) and
+/// at exit: give back what the library holds per load that the program
+/// would otherwise keep (the mapping-table descriptor, see
+/// [`vma::close_descriptor`], and the PI record map's idle node, see
+/// [`pi::at_unload`]).
+extern "C" fn at_unload() {
+    vma::close_descriptor();
+    pi::at_unload();
+}
+
+/// The loader's list of functions to run at unload.
+#[used]
+#[link_section = ".fini_array"]
+static AT_UNLOAD: extern "C" fn() = at_unload;

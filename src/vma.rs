@@ -201,6 +201,9 @@ fn span(v: &libc::iovec) -> Option<(usize, usize)> {
         .map(|end| (addr, end))
 }
 
+/// The page of [`state`], once made.
+static STATE_PAGE: OnceLock<Option<&'static AtomicI32>> = OnceLock::new();
+
 /// The state of this process's descriptor, kept in a wipe-on-fork page
 /// (see the module documentation): 0 not opened in this process, -1
 /// unusable, otherwise the descriptor + 1.  Relaxed: threads racing to
@@ -209,8 +212,7 @@ fn span(v: &libc::iovec) -> Option<(usize, usize)> {
 /// -1, never back.  `None` where the page cannot be had (no wipe-on-fork:
 /// without it a child could use its parent's descriptor).
 fn state() -> Option<&'static AtomicI32> {
-    static PAGE: OnceLock<Option<&'static AtomicI32>> = OnceLock::new();
-    *PAGE.get_or_init(|| {
+    *STATE_PAGE.get_or_init(|| {
         // A new private anonymous page, never unmapped (so the reference
         // below lives forever).
         let p = sys::map_anon(4096, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE)?;
@@ -312,6 +314,23 @@ fn descriptor() -> Option<i32> {
         Err(n) => {
             close(fd);
             (n > 0).then(|| n - 1)
+        }
+    }
+}
+
+/// When the library is unloaded (`dlclose`, and at exit): close the
+/// descriptor, so that a program that loads and unloads the library keeps
+/// none (an independent tester's `t7b_fdleak.c`: one more
+/// `/proc/<pid>/maps` descriptor per `dlopen`/PI/`dlclose` cycle).  The
+/// state becomes -1 (unusable) first, so a thread still in a query at exit
+/// gets `EBADF` at worst, and stops using it.  The page stays mapped:
+/// another thread may still read it while the process exits.  Run from
+/// `.fini_array` ([`crate::at_unload`]); makes nothing that does not exist.
+pub fn close_descriptor() {
+    if let Some(Some(st)) = STATE_PAGE.get() {
+        let n = st.swap(-1, Ordering::Relaxed);
+        if n > 0 {
+            close(n - 1);
         }
     }
 }
