@@ -24,7 +24,9 @@
 //! was at `io_setup` (magic, `incompat_features`, `head`/`tail` in range);
 //! `min_nr < 0`, `min_nr > nr`, `nr <= 0`; `events` not a plausible user range
 //! for `nr` events, or not proven writable by the kernel, or overlapping the
-//! ring; a timeout pointer that is neither NULL nor plausible;
+//! ring; a timeout pointer that is neither NULL nor one the kernel has read
+//! (it reads `*timeout` first, so a bad one gets `-EFAULT` even with events
+//! ready);
 //! `io_pgetevents` with a signal mask (below); another thread inside a
 //! reaping system call on the context (see `context::ReapState`: the kernel
 //! moves `head` under its own lock, which we cannot take); and when
@@ -109,14 +111,6 @@ fn user_reap_enabled() -> bool {
             !off
         }
     }
-}
-
-/// Whether the kernel could accept `timeout` as a pointer (NULL or a
-/// plausible user address); we never read an implausible one.
-#[inline(always)]
-fn timeout_plausible(timeout: *const timespec) -> bool {
-    timeout.is_null()
-        || sys::plausible_user_range(timeout as usize, core::mem::size_of::<libc::timespec>())
 }
 
 /// Whose memory `events` and `timeout` are.
@@ -413,7 +407,14 @@ fn reap(
             ) && (events as usize).is_multiple_of(core::mem::align_of::<io_event>())));
     // How many events may be written at `events` in user space: all `nr`
     // in the library's own memory, else what the kernel proved writable.
-    let room = if fast && args_ok && nr > 0 && timeout_plausible(timeout) {
+    // Only with a timeout the kernel has already read (or none): the
+    // kernel reads `*timeout` before it looks at the ring, so a pointer it
+    // cannot read gets -EFAULT even with events ready (taking them here
+    // answered 1 instead: an independent tester's repro_badtimeout.c).  A
+    // program that reuses its timeouts pays one system call per new one
+    // (`proven` keeps two per thread).
+    let timeout_ok = timeout.is_null() || timeout_known_readable(timeout, memory);
+    let room = if fast && args_ok && nr > 0 && timeout_ok {
         match memory {
             Memory::Library => nr as usize,
             Memory::Caller => proven::events_room(events, nr as usize),
