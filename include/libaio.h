@@ -41,9 +41,11 @@
 
 /*
  Protection-information formats for `io_set_pi_format` (emulated PI).
- T10 DIF, Type 1: 8-byte tuples, CRC-16/T10-DIF guard, 32-bit reference
- tag = interval number, checked (Linux's T10-DIF-TYPE1-CRC; the default,
- with 512-byte intervals).
+ Every field of a tuple is big-endian.
+ T10 DIF, Type 1: 8-byte tuples (bytes 0-1 guard, 2-3 app tag, 4-7
+ reference tag), CRC-16/T10-DIF guard, 32-bit reference tag = interval
+ number, checked (Linux's T10-DIF-TYPE1-CRC; the default, with 512-byte
+ intervals).
  */
 #define IO_PI_T10_DIF_TYPE1_CRC 1
 
@@ -54,13 +56,15 @@
 #define IO_PI_T10_DIF_TYPE3_CRC 3
 
 /*
- NVMe 16b guard, Type 1: 16-byte tuples, CRC-64/NVME guard, 48-bit
- reference tag = interval number, checked.
+ NVMe 16b guard, Type 1: 16-byte tuples (bytes 0-7 guard, 8-9 app tag,
+ 10-15 reference tag; no storage tag, as Linux's `crc64_pi_tuple`),
+ CRC-64/NVME guard, 48-bit reference tag = interval number, checked.
  */
 #define IO_PI_NVME_TYPE1_CRC64 17
 
 /*
- NVMe 16b guard, Type 3: the reference tag is not checked.
+ NVMe 16b guard, Type 3: the reference tag is not checked; the escape
+ needs app tag 0xFFFF and all 48 reference tag bits set.
  */
 #define IO_PI_NVME_TYPE3_CRC64 19
 
@@ -488,9 +492,11 @@ void io_prep_preadvm(struct iocb *iocb,
  information, verified before any byte is written (`IO_CMD_PWRITEVM`).
 
  Same layout and rules as `io_prep_preadvm`.  Every tuple's guard and
- (Type 1) reference tag is checked, except intervals whose app tag is
- 0xFFFF; on a mismatch the iocb completes with `res = -EILSEQ` and
- nothing is written, otherwise `res` = bytes written.
+ (Type 1) reference tag is checked, except escaped intervals: Type 1,
+ app tag 0xFFFF; Type 3, app tag 0xFFFF and every reference tag bit set
+ (0xFFFFFFFF for T10, all 48 bits for NVMe).  On a mismatch the iocb
+ completes with `res = -EILSEQ` and nothing is written, otherwise `res`
+ = bytes written.
 
  # Safety
  `iocb` is NULL or points to a writable `struct iocb`.

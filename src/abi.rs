@@ -74,17 +74,21 @@ pub enum io_iocb_cmd {
 }
 
 /// Protection-information formats for `io_set_pi_format` (emulated PI).
-/// T10 DIF, Type 1: 8-byte tuples, CRC-16/T10-DIF guard, 32-bit reference
-/// tag = interval number, checked (Linux's T10-DIF-TYPE1-CRC; the default,
-/// with 512-byte intervals).
+/// Every field of a tuple is big-endian.
+/// T10 DIF, Type 1: 8-byte tuples (bytes 0-1 guard, 2-3 app tag, 4-7
+/// reference tag), CRC-16/T10-DIF guard, 32-bit reference tag = interval
+/// number, checked (Linux's T10-DIF-TYPE1-CRC; the default, with 512-byte
+/// intervals).
 pub const IO_PI_T10_DIF_TYPE1_CRC: c_int = 1;
 /// T10 DIF, Type 3: as Type 1 but the reference tag is not checked (and
 /// reads return 0 there).
 pub const IO_PI_T10_DIF_TYPE3_CRC: c_int = 3;
-/// NVMe 16b guard, Type 1: 16-byte tuples, CRC-64/NVME guard, 48-bit
-/// reference tag = interval number, checked.
+/// NVMe 16b guard, Type 1: 16-byte tuples (bytes 0-7 guard, 8-9 app tag,
+/// 10-15 reference tag; no storage tag, as Linux's `crc64_pi_tuple`),
+/// CRC-64/NVME guard, 48-bit reference tag = interval number, checked.
 pub const IO_PI_NVME_TYPE1_CRC64: c_int = 0x11;
-/// NVMe 16b guard, Type 3: the reference tag is not checked.
+/// NVMe 16b guard, Type 3: the reference tag is not checked; the escape
+/// needs app tag 0xFFFF and all 48 reference tag bits set.
 pub const IO_PI_NVME_TYPE3_CRC64: c_int = 0x13;
 
 /// `typedef enum io_iocb_cmd io_iocb_cmd_t;`

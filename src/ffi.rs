@@ -336,9 +336,11 @@ pub unsafe extern "C" fn io_prep_preadvm(
 /// information, verified before any byte is written (`IO_CMD_PWRITEVM`).
 ///
 /// Same layout and rules as `io_prep_preadvm`.  Every tuple's guard and
-/// (Type 1) reference tag is checked, except intervals whose app tag is
-/// 0xFFFF; on a mismatch the iocb completes with `res = -EILSEQ` and
-/// nothing is written, otherwise `res` = bytes written.
+/// (Type 1) reference tag is checked, except escaped intervals: Type 1,
+/// app tag 0xFFFF; Type 3, app tag 0xFFFF and every reference tag bit set
+/// (0xFFFFFFFF for T10, all 48 bits for NVMe).  On a mismatch the iocb
+/// completes with `res = -EILSEQ` and nothing is written, otherwise `res`
+/// = bytes written.
 ///
 /// # Safety
 /// `iocb` is NULL or points to a writable `struct iocb`.
