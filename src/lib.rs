@@ -8,6 +8,7 @@
 //! * [`ring`]: the kernel's mapped completion ring;
 //! * [`proven`]: caller memory the kernel has proven usable (per thread);
 //! * [`vma`]: caller memory proven usable by the kernel's mapping table;
+//! * [`reserve`]: the allocator, with a reserve for when memory runs out;
 //! * [`setup`], [`submit`], [`reap`], [`queue`]: the library's semantics;
 //! * [`prep`]: the `io_prep_*` helpers;
 //! * [`pi`]: T10 protection information (`IO_CMD_P*VM`), kernel or emulated;
@@ -32,6 +33,7 @@ pub mod prep;
 pub mod proven;
 pub mod queue;
 pub mod reap;
+pub mod reserve;
 pub mod ring;
 pub mod setup;
 pub mod submit;
@@ -39,6 +41,11 @@ pub mod submit;
 pub mod sys;
 pub mod valgrind;
 pub mod vma;
+
+/// The system allocator, with a small reserve for when it fails (see
+/// [`reserve`]).
+#[global_allocator]
+static ALLOCATOR: reserve::WithReserve = reserve::WithReserve;
 
 /// Run by the dynamic loader when the library is unloaded (`dlclose`) and
 /// at exit: give back what the library holds per load that the program

@@ -255,6 +255,12 @@ fn try_emulate(format: &Format, ctx: usize, slot: usize, remaining: usize) -> Ou
     let Some((user_iocb, io)) = refused_first(slot) else {
         return Outcome::NotPi;
     };
+    // Out of memory (the allocator's reserve in use): refused as the
+    // kernel refuses a request it cannot allocate, keeping the reserve
+    // for the completions of the PI iocbs in flight (see `reserve`).
+    if crate::reserve::memory_short() {
+        return Outcome::Refused(-libc::EAGAIN);
+    }
     let mut mem = CallerMem::new();
     mem.proven(slot, core::mem::size_of::<usize>());
     mem.proven(user_iocb as usize, core::mem::size_of::<iocb>());
