@@ -190,6 +190,12 @@ fn syscall(
     r
 }
 
+#[cfg(test)]
+thread_local! {
+    /// Tests: reaping system calls made by this thread (see `tests`).
+    static SYSCALLS_FOR_TEST: core::cell::Cell<usize> = const { core::cell::Cell::new(0) };
+}
+
 /// The system call itself.
 fn raw_syscall(
     call: Call,
@@ -199,6 +205,8 @@ fn raw_syscall(
     events: *mut io_event,
     timeout: *const timespec,
 ) -> c_long {
+    #[cfg(test)]
+    SYSCALLS_FOR_TEST.with(|n| n.set(n.get() + 1));
     let sigmask = match call {
         Call::GetEvents => {
             return sys::io_getevents(ctx, min_nr, nr, events as usize, timeout as usize)
@@ -663,9 +671,14 @@ mod tests {
     }
 
     /// A page no one can read: a timeout pointer the kernel answers -EFAULT
-    /// for, so a call that returns anything else made no system call.
+    /// for (even with events ready: it reads the timeout first).
     fn unreadable_page() -> *mut timespec {
         page(libc::PROT_NONE).cast()
+    }
+
+    /// Reaping system calls this thread has made so far.
+    fn syscalls() -> usize {
+        SYSCALLS_FOR_TEST.with(|n| n.get())
     }
 
     /// Reap everything that is ready (with a valid zero timeout).
@@ -692,6 +705,11 @@ mod tests {
         let bad = unreadable_page();
         let mut ev = [io_event::zeroed(); 8];
         let evp = ev.as_mut_ptr();
+        let mut ts = libc::timespec {
+            tv_sec: 5,
+            tv_nsec: 0,
+        };
+        let ts = &mut ts as *mut libc::timespec as *mut timespec;
         // Steps that need the buffer's proof to survive: retried if a test
         // running in parallel calls io_destroy (which forgets all proofs).
         let (first, again, slots) = proven::without_forgetting(|| {
@@ -702,24 +720,38 @@ mod tests {
             // `bad` and fails; the events stay in the ring.
             let first = getevents(f.ctx, 1, 2, evp, bad);
             let kept = f.ready();
-            // The kernel writes 3 events: now the buffer is proven for 3.
-            let proving = getevents(f.ctx, 3, 8, evp, core::ptr::null_mut());
+            // The kernel writes 3 events and reads `ts`: now the buffer is
+            // proven for 3, and `ts` readable.
+            let proving = getevents(f.ctx, 3, 8, evp, ts);
             f.submit(0, 3);
             f.wait_ready(3);
-            // A system call would read `bad` and fail with -EFAULT.
-            let a = getevents(f.ctx, 1, 2, evp, bad);
+            let before = syscalls();
+            let a = getevents(f.ctx, 1, 2, evp, ts);
             // SAFETY: reading our own array.
             let sa = unsafe { [f.check(&*evp), f.check(&*evp.add(1))] };
-            let b = getevents(f.ctx, 1, 8, evp, bad);
+            let b = getevents(f.ctx, 1, 8, evp, core::ptr::null_mut());
             // SAFETY: as above.
             let sb = f.check(unsafe { &*evp });
             // Empty ring, min_nr 0: the kernel would return 0 at once too.
-            let c = getevents(f.ctx, 0, 8, evp, bad);
-            ((first, kept, proving), (a, b, c), (sa[0], sa[1], sb))
+            let c = getevents(f.ctx, 0, 8, evp, ts);
+            let made = syscalls() - before;
+            // A timeout the kernel cannot read, with an event ready: the
+            // kernel reads it first, so -EFAULT, and the event stays.
+            f.submit(0, 1);
+            f.wait_ready(1);
+            let d = getevents(f.ctx, 1, 8, evp, bad);
+            let e = getevents(f.ctx, 1, 8, evp, ts);
+            // SAFETY: as above.
+            let se = f.check(unsafe { &*evp });
+            (
+                (first, kept, proving),
+                (a, b, c, made, d, e),
+                (sa[0], sa[1], sb, se),
+            )
         });
         assert_eq!(first, (EFAULT, 3, 3));
-        assert_eq!(again, (2, 1, 0));
-        assert_eq!(slots, (0, 1, 2));
+        assert_eq!(again, (2, 1, 0, 0, EFAULT, 1));
+        assert_eq!(slots, (0, 1, 2, 0));
         // A timeout that cannot be user memory: the kernel answers.
         let kernel_addr = usize::MAX - 4095;
         assert_eq!(
@@ -798,7 +830,6 @@ mod tests {
     #[test]
     fn a_buffer_proven_for_fewer_events_grows_with_what_the_kernel_writes() {
         let mut f = Fixture::new(16, 8);
-        let bad = unreadable_page();
         let mut ev = [io_event::zeroed(); 8];
         let evp = ev.as_mut_ptr();
         let got = proven::without_forgetting(|| {
@@ -810,17 +841,21 @@ mod tests {
             f.submit(0, 5);
             f.wait_ready(5);
             // One taken in user space; the kernel copies the other four with
-            // the library's zero timeout (never `bad`).
-            let five = getevents(f.ctx, 1, 8, evp, bad);
+            // the library's zero timeout (one system call).
+            let before = syscalls();
+            let five = getevents(f.ctx, 1, 8, evp, core::ptr::null_mut());
+            let calls5 = syscalls() - before;
             // SAFETY: reading our own array.
             let slots: Vec<usize> = (0..5).map(|i| f.check(unsafe { &*evp.add(i) })).collect();
             let room5 = proven::events_room(evp, 8);
             f.submit(0, 5);
             f.wait_ready(5);
-            let again = getevents(f.ctx, 5, 8, evp, bad);
-            (one, room1, five, slots, room5, again)
+            let before = syscalls();
+            let again = getevents(f.ctx, 5, 8, evp, core::ptr::null_mut());
+            let calls_again = syscalls() - before;
+            (one, room1, five, calls5, slots, room5, again, calls_again)
         });
-        assert_eq!(got, (1, 1, 5, vec![0, 1, 2, 3, 4], 5, 5));
+        assert_eq!(got, (1, 1, 5, 1, vec![0, 1, 2, 3, 4], 5, 5, 0));
     }
 
     #[test]
