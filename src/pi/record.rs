@@ -8,12 +8,16 @@
 //!   submitted, removed by the one reaper that got its event (or by
 //!   `io_destroy`'s clean-up, or on a failed submission).  A record is only
 //!   dereferenced by whoever removed it from the map, or under the lock.
-//!   The map is reached through `LIVE_MAP`: null for the first map, a new,
-//!   empty one in a child after `fork()` ([`after_fork_in_child`]), where
-//!   the lock may have been held by a parent thread that does not exist
-//!   there (and the parent's records belong to contexts the child does not
-//!   have).  Swapped only in the child's fork handler, while the child has
-//!   a single thread; read with `Acquire`.
+//!   In a child after `fork()` ([`after_fork_in_child`]) the lock may
+//!   have been held by a parent thread that does not exist there (and the
+//!   parent's records belong to contexts the child does not have): the
+//!   child writes a new, empty, unlocked map over it in place, leaking the
+//!   parent's nodes, and without allocating (a raw-fork child may have
+//!   inherited `malloc`'s lock held).  Done by the fork handler while the
+//!   child has one thread, or by the one thread that wins the fork witness
+//!   (`context`), while any other thread of the child waits for it before
+//!   it can reach a record (every path to the map starts with a registry
+//!   lookup, which waits).
 //! * `IN_FLIGHT`: number of records in `LIVE`.  The reap hook's only
 //!   cost for plain users is one `Relaxed` load of it.  `Relaxed` suffices:
 //!   the increment precedes (in program order) the `io_submit` of the
@@ -34,8 +38,9 @@
 
 use crate::abi::iocb;
 use crate::pi::format::Format;
+use core::cell::UnsafeCell;
 use core::ffi::c_void;
-use core::sync::atomic::{compiler_fence, AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{compiler_fence, AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard};
 
@@ -113,21 +118,26 @@ pub(super) static IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
 /// Next record number (see the module documentation).
 pub(super) static RECORD_SEQ: AtomicU64 = AtomicU64::new(0);
 
-/// Live records by shadow-iocb address.
-static LIVE: Mutex<BTreeMap<usize, RecordPtr>> = Mutex::new(BTreeMap::new());
+/// Live records by shadow-iocb address, in a cell so that a child after
+/// `fork()` can write a fresh map over it (see the module documentation).
+struct LiveMap(UnsafeCell<Mutex<BTreeMap<usize, RecordPtr>>>);
+// SAFETY: the map is only reached through its mutex, except by
+// `after_fork_in_child`, which runs while no other thread can reach it.
+unsafe impl Sync for LiveMap {}
 
-/// The map in use after a `fork()` (null: [`LIVE`]).  See the module
-/// documentation.
-static LIVE_MAP: AtomicPtr<Mutex<BTreeMap<usize, RecordPtr>>> =
-    AtomicPtr::new(core::ptr::null_mut());
+static LIVE: LiveMap = LiveMap(UnsafeCell::new(Mutex::new(BTreeMap::new())));
 
 /// In a child after `fork()` (called by the library's `pthread_atfork`
-/// child handler): start with no records and a lock nobody holds.  The
-/// parent's records are left alone (leaked): a thread of the parent may
-/// have been changing the map.
+/// child handler, or by the fork witness's winner in a child made without
+/// it): start with no records and a lock nobody holds.  The parent's
+/// records are left alone (leaked): a thread of the parent may have been
+/// changing the map.  No allocation: `malloc`'s lock may be held by a
+/// parent thread too (after `_Fork()`, `syscall(SYS_fork)`).
 pub(crate) fn after_fork_in_child() {
-    let fresh = Box::into_raw(Box::new(Mutex::new(BTreeMap::new())));
-    LIVE_MAP.store(fresh, Ordering::Release);
+    // SAFETY: no other thread of this process can be using the map now
+    // (module documentation); the old map is overwritten without being
+    // dropped (its nodes leak), and the new one needs no allocation.
+    unsafe { core::ptr::write(LIVE.0.get(), Mutex::new(BTreeMap::new())) };
     IN_FLIGHT.store(0, Ordering::Relaxed);
     // Other threads of the parent were counted; they do not exist here.
     // (The forking thread itself never forks while holding the map.)
@@ -151,16 +161,11 @@ pub(super) fn live() -> Live {
     }
 }
 
-/// The record map in use in this process (see [`LIVE_MAP`]).
+/// The record map.
 fn live_map() -> &'static Mutex<BTreeMap<usize, RecordPtr>> {
-    let p = LIVE_MAP.load(Ordering::Acquire);
-    if p.is_null() {
-        &LIVE
-    } else {
-        // SAFETY: set only by `after_fork_in_child` from `Box::into_raw`,
-        // and never freed.
-        unsafe { &*p }
-    }
+    // SAFETY: shared access to the mutex; only `after_fork_in_child`
+    // writes the cell, while nobody can be here (module documentation).
+    unsafe { &*LIVE.0.get() }
 }
 
 /// At unload (`dlclose`, and at exit): an empty map still holds its root
