@@ -24,8 +24,7 @@
 //! * `fork()`: a `pthread_atfork` child handler bumps [`FORK_GENERATION`];
 //!   a slot registered under an older generation is treated as absent.  The
 //!   handler also empties the proof cache and gives the PI records a fresh
-//!   map (it allocates: fine after glibc's `fork`, which leaves `malloc`
-//!   usable in the child).  A child made without those handlers (`_Fork()`,
+//!   map, without allocating.  A child made without those handlers (`_Fork()`,
 //!   `syscall(SYS_fork)`, `clone` without `CLONE_VM`) is caught by the
 //!   [`WITNESS`] word, in a page that every such child sees zeroed: the
 //!   first lookup there does the handler's work (the ring is a shared
@@ -612,9 +611,8 @@ static ATFORK: Once = Once::new();
 /// created without `CLONE_VM` gets that page zeroed, whether or not
 /// `pthread_atfork` handlers ran (`_Fork()`, `syscall(SYS_fork)` and
 /// `clone(SIGCHLD)` skip them), so [`generation`] finds 0 there and does the
-/// child handler's work before any ring is read.  Null until the first
-/// `io_setup` (no context is registered before it), and where the page
-/// cannot be had (the `pthread_atfork` handler alone then covers glibc's
+/// child handler's work before any ring is read.  Made when the library is
+/// loaded ([`at_load`]); null where the page cannot be had (the `pthread_atfork` handler alone then covers glibc's
 /// `fork`).  The page is never unmapped.
 ///
 /// Ordering: the pointer is published with `Release` after the word was
@@ -664,17 +662,32 @@ fn generation() -> u32 {
     // SAFETY: a non-null witness points into our page, never unmapped.
     if !w.is_null() && unsafe { (*w).load(Ordering::Acquire) } != WITNESS_SET {
         // SAFETY: as above.
-        forked_without_handler(unsafe { &*w });
+        return forked_without_handler(unsafe { &*w });
     }
     FORK_GENERATION.load(Ordering::Acquire)
 }
 
+thread_local! {
+    /// This thread is doing the fork witness's work (see
+    /// [`forked_without_handler`]).  Written and read only by its own
+    /// thread and that thread's signal handlers.
+    static REINIT: core::cell::Cell<bool> = const { core::cell::Cell::new(false) };
+}
+
 /// In a child that `pthread_atfork` handlers did not run in: one thread
 /// does their work; others (threads the child started before its first
-/// call into the library) wait for it, without a lock, briefly.
+/// call into the library) wait for it, without a lock, briefly.  A signal
+/// handler that interrupted that work on its own thread cannot wait for
+/// it: it gets generation 0, which no registration has, so it finds no
+/// context and every call of its goes to the kernel (an independent
+/// tester's `t1_sig_lazy.c`: the handler spun for ever).  Returns the
+/// generation to use.
 #[cold]
 #[inline(never)]
-fn forked_without_handler(w: &AtomicU32) {
+fn forked_without_handler(w: &AtomicU32) -> u32 {
+    if REINIT.with(|r| r.get()) {
+        return 0;
+    }
     match w.compare_exchange(0, WITNESS_BUSY, Ordering::Acquire, Ordering::Acquire) {
         Ok(_) => after_fork_in_child(),
         Err(_) => {
@@ -684,12 +697,17 @@ fn forked_without_handler(w: &AtomicU32) {
             }
         }
     }
+    FORK_GENERATION.load(Ordering::Acquire)
 }
 
 extern "C" fn after_fork_in_child() {
-    // The child's code after fork() sees the errno it had (the handler
-    // allocates).
+    // The child's code after fork() sees the errno it had.
     let _errno = crate::sys::ErrnoGuard::save();
+    // A signal handler on this thread from here on finds no context (see
+    // `forked_without_handler`): program order on one thread, the fences
+    // keep the compiler from moving the flag.
+    REINIT.with(|r| r.set(true));
+    core::sync::atomic::compiler_fence(Ordering::SeqCst);
     FORK_GENERATION.fetch_add(1, Ordering::Release);
     // Memory marked MADV_DONTFORK is not in the child: trust no buffer the
     // kernel proved in the parent (see `proven`).
@@ -704,10 +722,17 @@ extern "C" fn after_fork_in_child() {
         // SAFETY: our page, never unmapped.
         unsafe { (*w).store(WITNESS_SET, Ordering::Release) };
     }
+    core::sync::atomic::compiler_fence(Ordering::SeqCst);
+    REINIT.with(|r| r.set(false));
 }
 
 /// Install the library's `pthread_atfork` child handler and map the fork
-/// witness (once).
+/// witness (once).  Done when the library is loaded ([`at_load`]), so that
+/// no `fork()` can catch another thread inside this `Once` (the child
+/// would wait on it for ever at its first `io_setup`: an independent
+/// tester's `t8_fork_first_setup.c`, 43 hangs in 400); the calls from
+/// `io_setup` and the PI path only find it done (or do it, in a test
+/// binary that does not run the library's constructor).
 pub fn ensure_atfork() {
     // `Once` waits with a futex when contended, which may set errno.
     let _errno = crate::sys::ErrnoGuard::save();
@@ -718,6 +743,17 @@ pub fn ensure_atfork() {
         unsafe { libc::pthread_atfork(None, None, Some(after_fork_in_child)) };
     });
 }
+
+/// Run by the dynamic loader when the library is loaded (see
+/// [`ensure_atfork`]).
+extern "C" fn at_load() {
+    ensure_atfork();
+}
+
+/// The loader's list of functions to run at load.
+#[used]
+#[link_section = ".init_array"]
+static AT_LOAD: extern "C" fn() = at_load;
 
 #[inline(always)]
 fn home(ctx: usize) -> usize {
@@ -941,6 +977,34 @@ pub fn forget_moved(ctx: usize, ring_id: u32, before: u64) {
 mod tests {
     use super::*;
     use std::sync::atomic::AtomicBool;
+
+    /// A signal handler that interrupts the fork witness's work on its own
+    /// thread must not wait for it (it would wait for itself: an
+    /// independent tester's `t1_sig_lazy.c` hung): it gets generation 0,
+    /// which no registration has.  Played here with a witness of our own
+    /// left BUSY and this thread marked as doing the work.
+    #[test]
+    fn a_handler_inside_the_fork_work_gets_generation_zero_at_once() {
+        static W: AtomicU32 = AtomicU32::new(WITNESS_BUSY);
+        let (tx, rx) = std::sync::mpsc::channel();
+        // In a thread of its own: were the call to wait for the witness,
+        // it never would return, and the deadline below fails the test.
+        std::thread::spawn(move || {
+            REINIT.with(|r| r.set(true));
+            let g = forked_without_handler(&W);
+            REINIT.with(|r| r.set(false));
+            let _ = tx.send(g);
+        });
+        let got = rx.recv_timeout(std::time::Duration::from_secs(10));
+        assert_eq!(got, Ok(0));
+        assert_eq!(
+            W.load(Ordering::Relaxed),
+            WITNESS_BUSY,
+            "nothing done, nothing claimed"
+        );
+        // Generation 0 is never a registration's.
+        assert_ne!(FORK_GENERATION.load(Ordering::Relaxed), 0);
+    }
 
     #[test]
     fn register_lookup_unregister() {
