@@ -1,8 +1,9 @@
-/* Loading and unloading the library leaves nothing behind that the program
- * would run out of: a copy of the library (a second instance, the linked
- * one stays) is dlopen'ed, used for a PI read (which opens the library's
- * /proc/self/maps descriptor for its memory proofs), and dlclose'd, many
- * times; the number of open descriptors must not grow.
+/* Loading and unloading the library leaves no descriptor behind: a copy
+ * of the library (a second instance, the linked one stays) is dlopen'ed,
+ * used for a PI read (which opens the library's /proc/self/maps
+ * descriptor for its memory proofs), and dlclose'd, many times; the number
+ * of open descriptors must not grow.  (Two pages per load stay mapped: the
+ * README says so.)
  *
  * Regression: an independent tester's t7b_fdleak.c; each cycle kept one
  * /proc/<pid>/maps descriptor (10 cycles: 6 -> 16 open fds).
