@@ -104,14 +104,22 @@ int main(int argc, char **argv)
 		CHECKF(r == 3, "LIBAIO_RS_NO_USER_REAP=1: then the kernel returns the 3 events: %d", r);
 		return ctest_finish();
 	}
-	CHECKF(r == 3, "3 ready events returned without a system call: %d", r);
+	/* The kernel reads the timeout before it looks at the ring, so an
+	 * unreadable one gets -EFAULT even with events ready and a proven
+	 * buffer (the library used to take the events: 3); the events stay.
+	 * (The unit tests count the system calls of the fast path.) */
+	CHECKF(r == -EFAULT, "3 events ready, an unreadable timeout: the kernel's -EFAULT: %d", r);
+	struct timespec wait = { 5, 0 };
+	r = io_getevents(ctx, 3, 8, ev, &wait);
+	CHECKF(r == 3, "then the 3 ready events: %d", r);
 	CHECKF(r == 3 && ev[0].obj == &iocbs[0] && ev[2].obj == &iocbs[2] && ev[1].res == 512,
 	      "in submission order, with their results");
 
 	/* A misaligned events buffer (C allows it, the kernel copes) is left to
 	 * the kernel even once the kernel has written it: the user-space copy
-	 * writes typed events, which must be aligned.  Observable as above:
-	 * the call with the unreadable timeout gets the kernel's -EFAULT. */
+	 * writes typed events, which must be aligned.  (The call with the
+	 * unreadable timeout gets the kernel's -EFAULT; it would for that
+	 * timeout alone too, since c621e94.) */
 	{
 		static _Alignas(16) char raw[8 * sizeof(struct io_event) + 8];
 		struct io_event *odd = (struct io_event *)(raw + 4);
