@@ -612,8 +612,9 @@ static ATFORK: Once = Once::new();
 /// `pthread_atfork` handlers ran (`_Fork()`, `syscall(SYS_fork)` and
 /// `clone(SIGCHLD)` skip them), so [`generation`] finds 0 there and does the
 /// child handler's work before any ring is read.  Made when the library is
-/// loaded ([`at_load`]); null where the page cannot be had (the `pthread_atfork` handler alone then covers glibc's
-/// `fork`).  The page is never unmapped.
+/// loaded ([`at_load`]); null where the page cannot be had (the
+/// `pthread_atfork` handler alone then covers glibc's `fork`).  The page is
+/// never unmapped.
 ///
 /// Ordering: the pointer is published with `Release` after the word was
 /// set, and loaded with `Acquire`.  The word is only ever changed by the
