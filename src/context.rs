@@ -619,13 +619,43 @@ static ATFORK: Once = Once::new();
 /// Ordering: the pointer is published with `Release` after the word was
 /// set, and loaded with `Acquire`.  The word is only ever changed by the
 /// thread that owns the transition: `WITNESS_SET` → 0 happens only in a new
-/// child (the kernel's copy), 0 → [`WITNESS_BUSY`] by one CAS winner, and
-/// `WITNESS_BUSY` → `WITNESS_SET` by that winner after it bumped
-/// [`FORK_GENERATION`] (`Release`), so a thread that waits for
-/// `WITNESS_SET` (`Acquire`) then reads the new generation.
+/// child (the kernel's copy), 0 → [`WITNESS_BUSY`] | its thread id by one
+/// CAS winner (or by glibc's atfork handler, alone in the child), and back
+/// to `WITNESS_SET` by that thread after it bumped [`FORK_GENERATION`]
+/// (`Release`), so a thread that waits for `WITNESS_SET` (`Acquire`) then
+/// reads the new generation.  The word names the thread doing the work, in
+/// memory no child inherits (no thread-local: in a `dlopen`ed library the
+/// first touch of one may call `malloc`, which a raw-fork child must not),
+/// so a signal handler on that thread knows not to wait for itself.
 static WITNESS: AtomicPtr<AtomicU32> = AtomicPtr::new(core::ptr::null_mut());
 const WITNESS_SET: u32 = 1;
-const WITNESS_BUSY: u32 = 2;
+/// Set, with the thread id below it, while that thread does the work.
+const WITNESS_BUSY: u32 = 0x8000_0000;
+
+/// This thread's id, as the witness holds it.
+fn busy_here() -> u32 {
+    WITNESS_BUSY | crate::sys::raw6(libc::SYS_gettid, 0, 0, 0, 0, 0, 0) as u32
+}
+
+/// Whether this thread is doing the fork witness's work (so this call is
+/// a signal handler that interrupted it): PI paths then keep off the
+/// record map, which that work is replacing.  Two loads unless a fork
+/// just happened.
+#[inline(always)]
+pub fn fork_work_here() -> bool {
+    let w = WITNESS.load(Ordering::Acquire);
+    // SAFETY: a non-null witness points into our page, never unmapped.
+    !w.is_null()
+        && unsafe { (*w).load(Ordering::Acquire) } & WITNESS_BUSY != 0
+        && fork_work_here_cold(w)
+}
+
+#[cold]
+#[inline(never)]
+fn fork_work_here_cold(w: *mut AtomicU32) -> bool {
+    // SAFETY: as in `fork_work_here`.
+    unsafe { (*w).load(Ordering::Acquire) == busy_here() }
+}
 
 /// Map the fork witness (once, from [`ensure_atfork`]).
 fn make_witness() {
@@ -668,13 +698,6 @@ fn generation() -> u32 {
     FORK_GENERATION.load(Ordering::Acquire)
 }
 
-thread_local! {
-    /// This thread is doing the fork witness's work (see
-    /// [`forked_without_handler`]).  Written and read only by its own
-    /// thread and that thread's signal handlers.
-    static REINIT: core::cell::Cell<bool> = const { core::cell::Cell::new(false) };
-}
-
 /// In a child that `pthread_atfork` handlers did not run in: one thread
 /// does their work; others (threads the child started before its first
 /// call into the library) wait for it, without a lock, briefly.  A signal
@@ -686,29 +709,39 @@ thread_local! {
 #[cold]
 #[inline(never)]
 fn forked_without_handler(w: &AtomicU32) -> u32 {
-    if REINIT.with(|r| r.get()) {
-        return 0;
-    }
-    match w.compare_exchange(0, WITNESS_BUSY, Ordering::Acquire, Ordering::Acquire) {
-        Ok(_) => after_fork_in_child(),
-        Err(_) => {
-            let mut spins = 0;
-            while w.load(Ordering::Acquire) != WITNESS_SET {
-                backoff(&mut spins);
+    let me = busy_here();
+    let mut spins = 0;
+    loop {
+        match w.compare_exchange(0, me, Ordering::Acquire, Ordering::Acquire) {
+            Ok(_) => {
+                fork_work(Some(w));
+                break;
             }
+            Err(v) if v == me => return 0,
+            Err(WITNESS_SET) => break,
+            Err(_) => backoff(&mut spins),
         }
     }
     FORK_GENERATION.load(Ordering::Acquire)
 }
 
+/// The `pthread_atfork` child handler: the child's only thread claims the
+/// witness (zeroed in the child) and does the work.
 extern "C" fn after_fork_in_child() {
+    let w = WITNESS.load(Ordering::Acquire);
+    // SAFETY: a non-null witness points into our page, never unmapped.
+    let w = (!w.is_null()).then(|| unsafe { &*w });
+    if let Some(w) = w {
+        w.store(busy_here(), Ordering::Relaxed);
+    }
+    fork_work(w);
+}
+
+/// The child's work after a fork, by the thread that claimed the witness
+/// `w` (if there is one), which it sets again at the end.
+fn fork_work(w: Option<&AtomicU32>) {
     // The child's code after fork() sees the errno it had.
     let _errno = crate::sys::ErrnoGuard::save();
-    // A signal handler on this thread from here on finds no context (see
-    // `forked_without_handler`): program order on one thread, the fences
-    // keep the compiler from moving the flag.
-    REINIT.with(|r| r.set(true));
-    core::sync::atomic::compiler_fence(Ordering::SeqCst);
     FORK_GENERATION.fetch_add(1, Ordering::Release);
     // Memory marked MADV_DONTFORK is not in the child: trust no buffer the
     // kernel proved in the parent (see `proven`).
@@ -716,15 +749,11 @@ extern "C" fn after_fork_in_child() {
     // The emulated-PI records: their map's lock may be held by a parent
     // thread, and their contexts are the parent's.
     crate::pi::after_fork_in_child();
-    // Done for this process: the witness (zeroed in every child) is set
-    // again, after the generation moved on (see `WITNESS`).
-    let w = WITNESS.load(Ordering::Acquire);
-    if !w.is_null() {
-        // SAFETY: our page, never unmapped.
-        unsafe { (*w).store(WITNESS_SET, Ordering::Release) };
+    // Done for this process: the witness is set again, after the
+    // generation moved on (see `WITNESS`).
+    if let Some(w) = w {
+        w.store(WITNESS_SET, Ordering::Release);
     }
-    core::sync::atomic::compiler_fence(Ordering::SeqCst);
-    REINIT.with(|r| r.set(false));
 }
 
 /// Install the library's `pthread_atfork` child handler and map the fork
@@ -822,6 +851,11 @@ pub fn register(ctx: usize) {
     }
     ensure_atfork();
     let gen = generation();
+    if gen == 0 {
+        // A signal handler inside the fork work (see
+        // `forked_without_handler`): the context works, unregistered.
+        return;
+    }
     // An entry left under this address (a ring that lived here before and
     // was moved away, or is from before a fork) is reused, so the address
     // never has two entries.
@@ -983,25 +1017,34 @@ mod tests {
     /// thread must not wait for it (it would wait for itself: an
     /// independent tester's `t1_sig_lazy.c` hung): it gets generation 0,
     /// which no registration has.  Played here with a witness of our own
-    /// left BUSY and this thread marked as doing the work.
+    /// claimed by this thread; another thread's claim is waited for.
     #[test]
     fn a_handler_inside_the_fork_work_gets_generation_zero_at_once() {
-        static W: AtomicU32 = AtomicU32::new(WITNESS_BUSY);
+        static W: AtomicU32 = AtomicU32::new(0);
         let (tx, rx) = std::sync::mpsc::channel();
         // In a thread of its own: were the call to wait for the witness,
         // it never would return, and the deadline below fails the test.
         std::thread::spawn(move || {
-            REINIT.with(|r| r.set(true));
-            let g = forked_without_handler(&W);
-            REINIT.with(|r| r.set(false));
-            let _ = tx.send(g);
+            W.store(busy_here(), Ordering::Relaxed);
+            let _ = tx.send((forked_without_handler(&W), busy_here()));
         });
-        let got = rx.recv_timeout(std::time::Duration::from_secs(10));
-        assert_eq!(got, Ok(0));
+        let (got, claim) = rx.recv_timeout(std::time::Duration::from_secs(10)).unwrap();
+        assert_eq!(got, 0);
         assert_eq!(
             W.load(Ordering::Relaxed),
-            WITNESS_BUSY,
-            "nothing done, nothing claimed"
+            claim,
+            "nothing done, the claim stays"
+        );
+        assert_ne!(claim, busy_here(), "another thread's id");
+        // From another thread, that claim is another's work: waited for,
+        // and done once it is set.
+        let waiter = std::thread::spawn(|| forked_without_handler(&W));
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert!(!waiter.is_finished());
+        W.store(WITNESS_SET, Ordering::Release);
+        assert_eq!(
+            waiter.join().unwrap(),
+            FORK_GENERATION.load(Ordering::Acquire)
         );
         // Generation 0 is never a registration's.
         assert_ne!(FORK_GENERATION.load(Ordering::Relaxed), 0);

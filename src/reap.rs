@@ -378,7 +378,7 @@ fn reap(
     // A signal handler that interrupted this thread while it held the PI
     // record map's lock could not translate a PI event it took: it takes
     // none, and the call is interrupted (as `REENTRANT`).
-    // Plain users pay one relaxed load here.
+    // Plain users pay three loads here (see `interrupted_pi_code`).
     if crate::pi::interrupted_pi_code() {
         return sys::to_int(REENTRANT);
     }

@@ -17,7 +17,8 @@
 //!   child has one thread, or by the one thread that wins the fork witness
 //!   (`context`), while any other thread of the child waits for it before
 //!   it can reach a record (every path to the map starts with a registry
-//!   lookup, which waits).
+//!   lookup, which waits), and a signal handler of the working thread is
+//!   kept off by `interrupted_pi_code`.
 //! * `IN_FLIGHT`: number of records in `LIVE`.  The reap hook's only
 //!   cost for plain users is one `Relaxed` load of it.  `Relaxed` suffices:
 //!   the increment precedes (in program order) the `io_submit` of the
@@ -102,14 +103,17 @@ impl Drop for LockMark {
 
 /// Whether this thread is a signal handler that interrupted its own code
 /// while it held (or was taking) the record map's lock: it must then not
-/// lock it (a deadlock).  Plain users pay one relaxed load.  Sound without
+/// lock it (a deadlock).  Plain users pay one relaxed load, and two for the fork witness.  Sound without
 /// more ordering: the interrupted code's own earlier increment and store
 /// (see [`LockMark`]) are visible to a handler on the same thread.  The
 /// map is never locked twice by one thread otherwise, so the mark is never
 /// nested.
 #[inline(always)]
 pub(crate) fn interrupted_pi_code() -> bool {
-    LOCKING_THREADS.load(Ordering::Relaxed) != 0 && HOLDS_LIVE.with(|b| b.load(Ordering::Relaxed))
+    (LOCKING_THREADS.load(Ordering::Relaxed) != 0 && HOLDS_LIVE.with(|b| b.load(Ordering::Relaxed)))
+        // Or a handler that interrupted its thread's work after a fork,
+        // which is replacing the map (see `context::fork_work_here`).
+        || crate::context::fork_work_here()
 }
 
 /// Number of live records (see the module documentation).
@@ -134,11 +138,13 @@ static LIVE: LiveMap = LiveMap(UnsafeCell::new(Mutex::new(BTreeMap::new())));
 /// changing the map.  No allocation: `malloc`'s lock may be held by a
 /// parent thread too (after `_Fork()`, `syscall(SYS_fork)`).
 pub(crate) fn after_fork_in_child() {
-    // SAFETY: no other thread of this process can be using the map now
-    // (module documentation); the old map is overwritten without being
-    // dropped (its nodes leak), and the new one needs no allocation.
-    unsafe { core::ptr::write(LIVE.0.get(), Mutex::new(BTreeMap::new())) };
     IN_FLIGHT.store(0, Ordering::Relaxed);
+    // SAFETY: no other thread of this process can be using the map now,
+    // nor a signal handler of this one (`interrupted_pi_code` keeps them
+    // off while the fork work runs; module documentation); the old map is
+    // overwritten without being dropped (its nodes leak), and the new one
+    // needs no allocation.
+    unsafe { core::ptr::write(LIVE.0.get(), Mutex::new(BTreeMap::new())) };
     // Other threads of the parent were counted; they do not exist here.
     // (The forking thread itself never forks while holding the map.)
     LOCKING_THREADS.store(0, Ordering::Relaxed);
