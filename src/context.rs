@@ -659,24 +659,9 @@ fn fork_work_here_cold(w: *mut AtomicU32) -> bool {
 
 /// Map the fork witness (once, from [`ensure_atfork`]).
 fn make_witness() {
-    let Some(p) = crate::sys::map_anon(4096, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE)
-    else {
+    let Some(p) = crate::sys::wipe_on_fork_page() else {
         return;
     };
-    if crate::sys::raw6(
-        libc::SYS_madvise,
-        p,
-        4096,
-        libc::MADV_WIPEONFORK as usize,
-        0,
-        0,
-        0,
-    ) != 0
-    {
-        // SAFETY: our own new mapping, never published.
-        unsafe { libc::munmap(p as *mut libc::c_void, 4096) };
-        return;
-    }
     // SAFETY: our own page, readable, writable, zero-filled (a valid
     // AtomicU32), aligned, mapped for the life of the process.
     let w = unsafe { &*(p as *const AtomicU32) };

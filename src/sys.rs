@@ -923,6 +923,23 @@ pub(crate) fn map_anon(len: usize, prot: i32, flags: i32) -> Option<usize> {
     (p != libc::MAP_FAILED).then_some(p as usize)
 }
 
+/// A new private, readable and writable page marked `MADV_WIPEONFORK`
+/// (Linux 4.14+): zero-filled, and zero again in every child created
+/// without `CLONE_VM`, however it was made.  Never unmapped by its users,
+/// so any reference into it lives for the process.  `None` where the
+/// kernel cannot give one (then a child could not be told apart by it).
+pub(crate) fn wipe_on_fork_page() -> Option<usize> {
+    /// `MADV_WIPEONFORK`.
+    const MADV_WIPEONFORK: usize = 18;
+    let p = map_anon(4096, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE)?;
+    if raw6(libc::SYS_madvise, p, 4096, MADV_WIPEONFORK, 0, 0, 0) != 0 {
+        // SAFETY: our own new mapping, never published.
+        unsafe { libc::munmap(p as *mut libc::c_void, 4096) };
+        return None;
+    }
+    Some(p)
+}
+
 /// Tests: a fresh private anonymous mapping of `len` bytes with protection
 /// `prot`, as an address (the caller unmaps it, or leaves it to the end of
 /// the test process).

@@ -60,8 +60,6 @@ const PROCMAP_QUERY: usize = 0xC068_6611;
 const VMA_READABLE: u64 = 0x01;
 const VMA_WRITABLE: u64 = 0x02;
 const VMA_SHARED: u64 = 0x08;
-/// `MADV_WIPEONFORK` (Linux 4.14+).
-const MADV_WIPEONFORK: usize = 18;
 
 /// `struct procmap_query` of `linux/fs.h` (Linux 6.11).
 #[repr(C)]
@@ -213,14 +211,9 @@ static STATE_PAGE: OnceLock<Option<&'static AtomicI32>> = OnceLock::new();
 /// without it a child could use its parent's descriptor).
 fn state() -> Option<&'static AtomicI32> {
     *STATE_PAGE.get_or_init(|| {
-        // A new private anonymous page, never unmapped (so the reference
-        // below lives forever).
-        let p = sys::map_anon(4096, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE)?;
-        if sys::raw6(libc::SYS_madvise, p, 4096, MADV_WIPEONFORK, 0, 0, 0) != 0 {
-            // SAFETY: our own mapping, never shared.
-            unsafe { libc::munmap(p as *mut _, 4096) };
-            return None;
-        }
+        // A new wipe-on-fork page, never unmapped (so the reference below
+        // lives forever).
+        let p = sys::wipe_on_fork_page()?;
         // SAFETY: the page is ours, readable, writable, zero-filled (a
         // valid AtomicI32 0), aligned, and mapped for the life of the
         // process; a forked child gets its own zeroed copy.
