@@ -282,4 +282,20 @@ static inline int ctest_direct_file(const char *name, size_t size, int seed, int
 	return fd;
 }
 
+/* Copy the file at `from` to `to` (created, mode 0755); 1 on success. */
+static inline int ctest_copy_file(const char *from, const char *to)
+{
+	char buf[65536];
+	int in = open(from, O_RDONLY), out = open(to, O_WRONLY | O_CREAT | O_TRUNC, 0755);
+	ssize_t n;
+	int ok = in >= 0 && out >= 0;
+	while (ok && (n = read(in, buf, sizeof buf)) > 0)
+		ok = write(out, buf, (size_t)n) == n;
+	if (in >= 0)
+		close(in);
+	if (out >= 0)
+		close(out);
+	return ok;
+}
+
 #endif /* CTEST_H */

@@ -16,35 +16,7 @@
 #include <libaio.h>
 #include <sys/syscall.h>
 
-extern void *__libc_malloc(size_t);
-extern void *__libc_calloc(size_t, size_t);
-extern void *__libc_realloc(void *, size_t);
-extern void __libc_free(void *);
-static volatile int no_malloc;
-void *malloc(size_t n)
-{
-	if (no_malloc)
-		abort();
-	return __libc_malloc(n);
-}
-void *calloc(size_t n, size_t m)
-{
-	if (no_malloc)
-		abort();
-	return __libc_calloc(n, m);
-}
-void *realloc(void *p, size_t n)
-{
-	if (no_malloc)
-		abort();
-	return __libc_realloc(p, n);
-}
-void free(void *p)
-{
-	if (no_malloc)
-		abort();
-	__libc_free(p);
-}
+#include "ctest_nomalloc.h"
 
 typedef int (*setup_fn)(int, io_context_t *);
 typedef int (*getevents_fn)(io_context_t, long, long, struct io_event *, struct timespec *);
@@ -59,21 +31,6 @@ static void *setup_thread(void *arg)
 	return NULL;
 }
 
-static int copy(const char *from, const char *to)
-{
-	char buf[65536];
-	int in = open(from, O_RDONLY), out = open(to, O_WRONLY | O_CREAT | O_TRUNC, 0755);
-	ssize_t n;
-	int ok = in >= 0 && out >= 0;
-	while (ok && (n = read(in, buf, sizeof buf)) > 0)
-		ok = write(out, buf, (size_t)n) == n;
-	if (in >= 0)
-		close(in);
-	if (out >= 0)
-		close(out);
-	return ok;
-}
-
 int main(void)
 {
 	Dl_info info;
@@ -81,7 +38,7 @@ int main(void)
 	char path[PATH_MAX];
 	REQUIRE(realpath(".", path));
 	strcat(path, "/libaio-copy.so");
-	REQUIRE(copy(info.dli_fname, path));
+	REQUIRE(ctest_copy_file(info.dli_fname, path));
 	void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
 	REQUIRE(h);
 	setup = (setup_fn)dlsym(h, "io_setup");

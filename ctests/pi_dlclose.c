@@ -28,22 +28,6 @@ static int open_fds(void)
 	return n;
 }
 
-/* Copy the file at `from` to `to`. */
-static int copy(const char *from, const char *to)
-{
-	char buf[65536];
-	int in = open(from, O_RDONLY), out = open(to, O_WRONLY | O_CREAT | O_TRUNC, 0755);
-	ssize_t n;
-	int ok = in >= 0 && out >= 0;
-	while (ok && (n = read(in, buf, sizeof buf)) > 0)
-		ok = write(out, buf, (size_t)n) == n;
-	if (in >= 0)
-		close(in);
-	if (out >= 0)
-		close(out);
-	return ok;
-}
-
 int main(void)
 {
 	Dl_info info;
@@ -51,7 +35,7 @@ int main(void)
 	char path[PATH_MAX];
 	REQUIRE(realpath(".", path));
 	strcat(path, "/libaio-copy.so");
-	REQUIRE(copy(info.dli_fname, path));
+	REQUIRE(ctest_copy_file(info.dli_fname, path));
 
 	int fd = ctest_direct_file("direct", 4 * BLK, 9, O_RDWR);
 	REQUIRE(fd >= 0);
