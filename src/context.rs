@@ -612,7 +612,7 @@ static ATFORK: Once = Once::new();
 /// `pthread_atfork` handlers ran (`_Fork()`, `syscall(SYS_fork)` and
 /// `clone(SIGCHLD)` skip them), so [`generation`] finds 0 there and does the
 /// child handler's work before any ring is read.  Made when the library is
-/// loaded ([`at_load`]); null where the page cannot be had (the
+/// loaded ([`crate::at_load`]); null where the page cannot be had (the
 /// `pthread_atfork` handler alone then covers glibc's `fork`).  The page is
 /// never unmapped.
 ///
@@ -742,7 +742,7 @@ fn fork_work(w: Option<&AtomicU32>) {
 }
 
 /// Install the library's `pthread_atfork` child handler and map the fork
-/// witness (once).  Done when the library is loaded ([`at_load`]), so that
+/// witness (once).  Done when the library is loaded ([`crate::at_load`]), so that
 /// no `fork()` can catch another thread inside this `Once` (the child
 /// would wait on it for ever at its first `io_setup`: an independent
 /// tester's `t8_fork_first_setup.c`, 43 hangs in 400); the calls from
@@ -758,17 +758,6 @@ pub fn ensure_atfork() {
         unsafe { libc::pthread_atfork(None, None, Some(after_fork_in_child)) };
     });
 }
-
-/// Run by the dynamic loader when the library is loaded (see
-/// [`ensure_atfork`]).
-extern "C" fn at_load() {
-    ensure_atfork();
-}
-
-/// The loader's list of functions to run at load.
-#[used]
-#[link_section = ".init_array"]
-static AT_LOAD: extern "C" fn() = at_load;
 
 #[inline(always)]
 fn home(ctx: usize) -> usize {

@@ -47,6 +47,18 @@ pub mod vma;
 #[global_allocator]
 static ALLOCATOR: reserve::WithReserve = reserve::WithReserve;
 
+/// Run by the dynamic loader when the library is loaded: the one-time
+/// set-up that no `fork()` may catch half done (see
+/// [`context::ensure_atfork`]).
+extern "C" fn at_load() {
+    context::ensure_atfork();
+}
+
+/// The loader's list of functions to run at load.
+#[used]
+#[link_section = ".init_array"]
+static AT_LOAD: extern "C" fn() = at_load;
+
 /// Run by the dynamic loader when the library is unloaded (`dlclose`) and
 /// at exit: give back what the library holds per load that the program
 /// would otherwise keep (the mapping-table descriptor, see

@@ -58,6 +58,8 @@ static IN_USE: [AtomicU64; WORDS] = [const { AtomicU64::new(0) }; WORDS];
 /// The reserve: blocks of `SLOT` bytes from `base`, one bit each in `bits`
 /// (the process's [`RESERVE`]; tests make their own).
 struct Pool {
+    /// Address of the first block; 0 for the process's [`BLOCKS`] (a
+    /// static's address is not a constant a static can hold as an integer).
     base: usize,
     bits: &'static [AtomicU64],
 }
