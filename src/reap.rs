@@ -38,13 +38,17 @@
 //! `k > 0` were taken (`-EINTR`, `-EFAULT`, ...), `k` is returned, as the
 //! kernel does when it has events and then fails.  With a zero timeout (known
 //! to be zero: a proven pointer) no system call is made: the kernel would
-//! return what is in the ring.  If `k >= min_nr` but only the proven part of
-//! `events` stopped us (more events ready, `k < nr`), the kernel is asked for
-//! the rest without waiting (`0, nr - k, events + k`, the library's own zero
-//! timeout): it copies them and so proves more of the buffer (or answers
-//! `-EFAULT` for a buffer shorter than `nr` says: then `k` is returned and
-//! the rest stays in the ring).  Once the proven span covers what the
-//! program reaps at a time, this costs nothing more.
+//! return what is in the ring.  Where only part of `events` is proven and
+//! more events are ready than that part holds, none are taken in user
+//! space: the kernel answers the call as asked, copying them all (which
+//! proves more of the buffer) or, for a buffer shorter than `nr` says,
+//! answering `-EFAULT` with all of them left in the ring, as it does for
+//! libaio (it copies nothing from a ring read whose copy faults).  Once the
+//! proven span covers what the program reaps at a time, this costs nothing
+//! more.  Events that arrive after the ring was looked at are the kernel's
+//! to copy too (`0, nr - k, events + k`, the library's own zero timeout;
+//! if that fails, the `k` taken are returned: the answer of a kernel that
+//! looked at the ring when we did).
 //!
 //! Signal masks: with a non-NULL `sigmask`, the kernel installs the mask for
 //! the call and delivers a pending, newly unblocked signal even when events
@@ -307,8 +311,17 @@ const REENTRANT: c_long = -(libc::EINTR as c_long);
 
 /// Take up to `nr` ready events in user space, into `events`, which must be
 /// writable for `nr` events (library memory, or proven by the kernel).
+/// With `short`, `nr` is only the proven part of a longer buffer the caller
+/// passed: if more events than that are ready, none are taken (the kernel
+/// answers, see "Splitting" above).
 #[inline(always)]
-fn try_user_space(c: &Context, ctx: usize, events: *mut io_event, nr: usize) -> Attempt<'_> {
+fn try_user_space(
+    c: &Context,
+    ctx: usize,
+    events: *mut io_event,
+    nr: usize,
+    short: bool,
+) -> Attempt<'_> {
     let reaper = match c.try_user_reap(ctx) {
         Ok(Some(reaper)) => reaper,
         Ok(None) => return Attempt::Kernel,
@@ -326,10 +339,26 @@ fn try_user_space(c: &Context, ctx: usize, events: *mut io_event, nr: usize) -> 
     // (io_destroy waits for us before unmapping the ring) and ours alone to
     // reap; its ring has `slots` slots (read at registration).
     let ring = unsafe { Ring::at(addr, slots) };
-    // SAFETY: exclusive reaper (above); `events` is writable for `nr` events
-    // (this function's contract: the kernel wrote there, see `proven`) and
-    // does not overlap the ring (checked above).
-    match unsafe { ring.take(events, nr) } {
+    // A buffer proven for fewer events than the caller asks for, with more
+    // than that ready: the kernel copies all it takes from one look at the
+    // ring, or, where the buffer is shorter than `nr` says, answers
+    // -EFAULT and leaves every one of them in the ring.  Taking the proven
+    // part here could not give that answer (it gave 1, the events that
+    // fit, where libaio gives -EFAULT), so the kernel answers.
+    // Otherwise exactly the events seen ready are taken; any that arrive
+    // meanwhile are the kernel's to copy (below, "Splitting").
+    let max = if short {
+        match ring.ready() {
+            Ok(ready) if ready as usize <= nr => ready as usize,
+            _ => return Attempt::Kernel,
+        }
+    } else {
+        nr
+    };
+    // SAFETY: exclusive reaper (above); `events` is writable for `nr >=
+    // max` events (this function's contract: the kernel wrote there, see
+    // `proven`) and does not overlap the ring (checked above).
+    match unsafe { ring.take(events, max) } {
         // Events of PI iocbs among them are translated after the ring is
         // given back: stay counted until then (`io_destroy` waits).  A
         // PI event's record was counted in flight before its shadow was
@@ -441,7 +470,7 @@ fn reap(
         return finish(r, events);
     }
     // `_taken`: held until the events are delivered (translated).
-    let (k, left, _taken) = match try_user_space(c, ctx, events, room) {
+    let (k, left, _taken) = match try_user_space(c, ctx, events, room, room < nr as usize) {
         Attempt::Took(k, left, counted) => (k, left, counted),
         Attempt::Kernel => {
             let (r, _counted) = kernel(c, call, ctx, min_nr, nr, events, timeout);
@@ -812,19 +841,43 @@ mod tests {
             f.submit(0, 1);
             f.wait_ready(1);
             let one = getevents(f.ctx, 1, 1, edge, ts);
-            // Three ready, room for one: one is taken in user space, the
-            // kernel is asked for the rest of the 4, fails (-EFAULT) and
-            // keeps them: 1, no crash, nothing lost.
-            f.submit(1, 3);
-            f.wait_ready(3);
-            let r = getevents(f.ctx, 1, 4, edge, ts);
             // SAFETY: the event we just got, in our mapping.
             let slot = f.check(unsafe { &*edge });
+            // Three ready, room for one proven: the kernel answers, as for
+            // libaio: -EFAULT, all three kept (before, one was taken in user
+            // space and 1 returned).  The kernel's faulting copy has stored
+            // what fitted (the first of the three, slot 1, in the proven
+            // slot) without consuming it.
+            f.submit(1, 3);
+            f.wait_ready(3);
+            let before = syscalls();
+            let r = getevents(f.ctx, 1, 4, edge, ts);
+            let calls = syscalls() - before;
+            // SAFETY: as above.
+            let kept = f.check(unsafe { &*edge });
             let left = f.ready();
+            // With one ready, the proven slot still takes it in user space.
             drain(&f);
-            (one, r, slot, left)
+            f.submit(2, 1);
+            f.wait_ready(1);
+            let before = syscalls();
+            let again = getevents(f.ctx, 1, 4, edge, ts);
+            let calls_again = syscalls() - before;
+            // SAFETY: as above.
+            let slot_again = f.check(unsafe { &*edge });
+            (
+                one,
+                slot,
+                r,
+                calls,
+                kept,
+                left,
+                again,
+                calls_again,
+                slot_again,
+            )
         });
-        assert_eq!(got, (1, 1, 1, 2));
+        assert_eq!(got, (1, 0, EFAULT, 1, 1, 3, 1, 0, 2));
     }
 
     /// A thread that rotates among a few timeout pointers keeps the fast

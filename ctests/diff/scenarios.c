@@ -360,6 +360,32 @@ static void getevents_scenarios(int fd)
 	R("io_pgetevents(empty, tiny, mask)", io_pgetevents(ctx, 1, 4, ev, &tiny, &mask));
 	R("io_pgetevents(bad mask)", io_pgetevents(ctx, 1, 4, ev, &tiny, (sigset_t *)0xffffffff81000000UL));
 	R("io_pgetevents(min 2 > nr 1, tiny)", io_pgetevents(ctx, 2, 1, ev, &tiny, &mask));
+	{
+		/* An events buffer with room for one event before an unmapped
+		 * page, first used for one event (the kernel writes that slot),
+		 * then passed with nr 4 while three are ready: libaio gets the
+		 * kernel's -EFAULT with all three left in the ring (libaio-rs
+		 * once took the one that fitted and returned 1). */
+		char *two = mmap(NULL, 8192, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		struct io_event *edge;
+		if (two == MAP_FAILED)
+			abort();
+		munmap(two + 4096, 4096);
+		edge = (struct io_event *)(two + 4096) - 1;
+		io_prep_pread(&cbs[0], fd, buf, 4, 0);
+		R("io_submit(1)", io_submit(ctx, 1, list));
+		R("io_getevents(1 into the one slot)", io_getevents(ctx, 1, 1, edge, &five));
+		printf("  event iocb %d res %ld\n", index_of(edge->obj), (long)edge->res);
+		io_prep_pread(&cbs[1], fd, buf, 4, 4);
+		io_prep_pread(&cbs[2], fd, buf, 4, 8);
+		io_prep_pread(&cbs[3], fd, buf, 4, 12);
+		R("io_submit(3)", io_submit(ctx, 3, list + 1));
+		usleep(20000);
+		R("io_getevents(3 ready, room for 1)", io_getevents(ctx, 1, 4, edge, &five));
+		R("io_getevents(3 ready, room for 1, zero)", io_getevents(ctx, 0, 4, edge, &zero));
+		reap("after the short buffer", 3);
+		munmap(two, 4096);
+	}
 }
 
 typedef int (*getevents01_t)(io_context_t, long, struct io_event *, struct timespec *);
