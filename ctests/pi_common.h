@@ -150,6 +150,23 @@ static inline int reap1(io_context_t ctx, struct io_event *ev)
 	return io_getevents(ctx, 1, 1, ev, NULL);
 }
 
+/* What refusing one iocb at io_submit with error r looks like to
+ * submit_res1: far from any res. */
+#define REFUSED(r) (-1000000L + (r))
+
+/* Submit one iocb and return its event's res: REFUSED(r) if io_submit
+ * answered r instead of 1, REFUSED(0) if the event was not its own. */
+static inline long submit_res1(io_context_t ctx, struct iocb *io)
+{
+	struct io_event ev;
+	int r = submit1(ctx, io);
+	if (r != 1)
+		return REFUSED(r);
+	if (reap1(ctx, &ev) != 1 || ev.obj != io)
+		return REFUSED(0);
+	return (long)ev.res;
+}
+
 /* Reap n events into ev[0 .. n) (blocking); returns how many were reaped:
  * fewer than n only if io_getevents fails. */
 static inline int reap_n(io_context_t ctx, struct io_event *ev, int n)

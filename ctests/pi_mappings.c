@@ -8,7 +8,7 @@
  *    correct tuples (the first four are proven by the mapping table, the
  *    rest one page at a time);
  *  - a write whose data is a file mapping past the end of its truncated
- *    file (an access would raise SIGBUS; the mapping is readable): -EFAULT,
+ *    file (an access would raise SIGBUS; the mapping is readable): -EFAULT in its event,
  *    not a crash, and nothing written;
  *  - a forked child, which inherits the descriptor (for its parent's
  *    mappings): a write from a buffer the child unmapped, still mapped in
@@ -155,9 +155,9 @@ static void every_kind_of_mapping(io_context_t ctx, int fd)
 	int direct = open("pi.dat", O_RDONLY);
 	NEED(direct >= 0);
 	NEED(pread(direct, before, LEN, 0) == LEN);
-	CHECK_EQ_MSG(submit1(ctx, &io), -EFAULT, "data past the end of its file (memfd): -EFAULT");
+	CHECK_EQ_MSG(submit_res1(ctx, &io), -EFAULT, "data past the end of its file (memfd): res -EFAULT");
 	v[0].iov_base = fs;
-	CHECK_EQ_MSG(submit1(ctx, &io), -EFAULT, "data past the end of its file: -EFAULT");
+	CHECK_EQ_MSG(submit_res1(ctx, &io), -EFAULT, "data past the end of its file: res -EFAULT");
 	NEED(pread(direct, after, LEN, 0) == LEN);
 	CHECK_EQ_MSG(memcmp(before, after, LEN), 0, "and nothing was written");
 	close(direct);
@@ -295,9 +295,9 @@ static void forked_child(int fd)
 		struct iocb io;
 		struct iovec v[2] = { { gone, LEN }, { pi, PIL } };
 		io_prep_pwritevm(&io, fd, v, 2, 0);
-		int r = submit1(c, &io);
+		long r = submit_res1(c, &io);
 		if (r != -EFAULT) {
-			printf("child: write from an unmapped buffer: %d\n", r);
+			printf("child: write from an unmapped buffer: %ld\n", r);
 			bad = 1;
 		}
 		uint8_t *d = xalloc(LEN), *want = xalloc(LEN);
@@ -341,7 +341,7 @@ static void descriptor_taken_over(io_context_t ctx, int fd)
 	struct iocb io;
 	struct iovec v[2] = { { gone, LEN }, { pi, PIL } };
 	io_prep_pwritevm(&io, fd, v, 2, 0);
-	CHECK_EQ_MSG(submit1(ctx, &io), -EFAULT, "unmapped data after the takeover: -EFAULT");
+	CHECK_EQ_MSG(submit_res1(ctx, &io), -EFAULT, "unmapped data after the takeover: res -EFAULT");
 	struct stat st;
 	NEED(fstat(m, &st) == 0);
 	CHECK_EQ_MSG((long)st.st_size, 0L, "the file now under that number is never written");

@@ -316,8 +316,10 @@ static void test_error_order(io_context_t ctx, int fd)
 
 /* A write whose data lies in a page the caller has just unmapped (a
  * dangling pointer), after enough other writes that the library proves the
- * batch's memory with the mapping table: refused with -EFAULT, and the
- * batch stops there.  The library once mapped a page of its own at that
+ * batch's memory with the mapping table: it fails with -EFAULT in its
+ * event and writes nothing, and the rest of the batch goes in (it was
+ * refused at io_submit, ending the batch, until an independent tester's
+ * r1_wfault_batch.c).  The library once mapped a page of its own at that
  * first query, which could land in the hole: the write was then verified
  * against the library's zeroed page (-EILSEQ) and the plain write after it
  * executed (an independent tester's repro_hole.c).  Run first, before any
@@ -355,24 +357,39 @@ static void test_hole_in_caller_memory(io_context_t ctx, int fd)
 	l[N] = &ios[N];
 	io_prep_pwrite(&ios[N + 1], fd, c, 4096, 512 * 1024);
 	l[N + 1] = &ios[N + 1];
-	CHECK_EQ_MSG(io_submit(ctx, N + 2, l), N, "the batch stops at the write whose data is unmapped");
+	CHECK_EQ_MSG(io_submit(ctx, N + 2, l), N + 2, "the batch goes in whole, the write with unmapped data too");
 	unsigned char v;
 	CHECKF(mincore(three + 4096, 4096, &v) != 0, "the hole is still unmapped after io_submit");
-	struct io_event ev[N];
-	int got = 0;
-	while (got < N) {
-		int k = io_getevents(ctx, 1, N, ev, NULL);
+	struct io_event ev[N + 2];
+	int got = 0, seen_bad = 0, seen_plain = 0;
+	while (got < N + 2) {
+		int k = io_getevents(ctx, 1, N + 2, ev, NULL);
 		CHECKF(k > 0, "reap");
 		if (k <= 0)
 			break;
-		for (int j = 0; j < k; j++)
-			CHECKF((struct iocb *)ev[j].obj != &ios[N] && (struct iocb *)ev[j].obj != &ios[N + 1],
-			       "no event for the iocbs after the batch's end");
+		for (int j = 0; j < k; j++) {
+			struct iocb *o = ev[j].obj;
+			long res = (long)ev[j].res;
+			if (o == &ios[N]) {
+				seen_bad = 1;
+				/* -EILSEQ here would mean the data was read from a page
+				 * that is not the caller's. */
+				CHECK_EQ_MSG(res, -EFAULT, "the write whose data is unmapped: res -EFAULT");
+			} else if (o == &ios[N + 1]) {
+				seen_plain = 1;
+				CHECK_EQ_MSG(res, 4096, "the plain write after it");
+			} else {
+				CHECKF(o >= ios && o < ios + N && res == 4096, "a good PI write: res 4096 (%ld)", res);
+			}
+		}
 		got += k;
 	}
+	CHECKF(seen_bad && seen_plain, "events for the bad write and the plain one");
 	uint8_t *back = xalloc(4096);
 	CHECK_EQ_MSG(pread(fd, back, 4096, 512 * 1024), 4096, "pread");
-	CHECKF(back[0] != 0xC1, "the plain write after the refused one was not executed");
+	CHECKF(back[0] == 0xC1, "the plain write after the bad one was executed");
+	CHECK_EQ_MSG(pread(fd, back, 4096, 0), 4096, "pread");
+	CHECKF(memcmp(back, d, 4096) == 0, "the bad write at offset 0 wrote nothing over the good one");
 	munmap(three, 3 * 4096);
 	free(back);
 	free(d);
@@ -393,17 +410,28 @@ static void test_bad_pointers(io_context_t ctx, int fd)
 	CHECK_EQ_MSG(submit1(ctx, &io), -EFAULT, "iovec array unmapped");
 	io_prep_pwritevm(&io, fd, (struct iovec *)8, 2, 0);
 	CHECK_EQ_MSG(submit1(ctx, &io), -EFAULT, "iovec array at 8");
+	/* Bad buffers: accepted, and the event fails with -EFAULT, as the
+	 * kernel fails the same plain I/O (it refuses at io_submit only for
+	 * the iocb and the iovec array); nothing is transferred.  (They were
+	 * refused at io_submit until an independent tester's
+	 * r1_wfault_batch.c.) */
+	uint8_t *before = xalloc(4096), *after = xalloc(4096); /* O_DIRECT: aligned */
+	CHECK_EQ_MSG(pread(fd, before, 4096, 0), 4096, "file before and after");
 	iov[0].iov_base = hole;
 	io_prep_pwritevm(&io, fd, iov, 2, 0);
-	CHECK_EQ_MSG(submit1(ctx, &io), -EFAULT, "write data unmapped");
+	CHECK_EQ_MSG(submit_res1(ctx, &io), -EFAULT, "write data unmapped: res -EFAULT");
 	iov[0].iov_base = data;
 	iov[1].iov_base = hole;
-	CHECK_EQ_MSG(submit1(ctx, &io), -EFAULT, "write PI unmapped");
+	CHECK_EQ_MSG(submit_res1(ctx, &io), -EFAULT, "write PI unmapped: res -EFAULT");
+	CHECK_EQ_MSG(pread(fd, after, 4096, 0), 4096, "file before and after");
+	CHECKF(memcmp(before, after, 4096) == 0, "writes with bad buffers write nothing");
+	memset(data, 0xC3, 4096);
 	io_prep_preadvm(&io, fd, iov, 2, 0);
-	CHECK_EQ_MSG(submit1(ctx, &io), -EFAULT, "read PI unmapped");
+	CHECK_EQ_MSG(submit_res1(ctx, &io), -EFAULT, "read PI unmapped: res -EFAULT");
 	uint8_t *ro = mmap(NULL, 4096, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0); /* read-only PI */
 	iov[1].iov_base = ro;
-	CHECK_EQ_MSG(submit1(ctx, &io), -EFAULT, "read PI read-only");
+	CHECK_EQ_MSG(submit_res1(ctx, &io), -EFAULT, "read PI read-only: res -EFAULT");
+	CHECKF(data[0] == 0xC3 && data[4095] == 0xC3, "reads with a bad PI buffer read nothing");
 	/* Read into an unmapped data buffer: the kernel's answer (at submit or
 	 * in the event); after an event, no interval was read, so the PI
 	 * buffer holds no tuple: all zeros. */
@@ -427,7 +455,7 @@ static void test_bad_pointers(io_context_t ctx, int fd)
 	CHECK_EQ_MSG(io_submit(ctx, 1, l), -EFAULT, "iocb pointer unmapped");
 	munmap(hole, 8192);
 	munmap(ro, 4096);
-	free(data); free(pi);
+	free(data); free(pi); free(before); free(after);
 }
 
 /* Mixed batch: plain and PI iocbs, all accepted, right events. */
@@ -782,11 +810,38 @@ static void reap_run(io_context_t ctx, struct iocb *io, int n, long res, const c
 	CHECKF(ok, what);
 }
 
+/* Reap the n events of io[0 .. n) and check that io[i]'s res is want[i]. */
+static void reap_each(io_context_t ctx, struct iocb *io, int n, const long *want, const char *what)
+{
+	struct io_event ev[8];
+	struct timespec ts = { 1, 0 };
+	int got = 0, r, ok = 1, seen = 0;
+	while (got < n && (r = io_getevents(ctx, 1, 8, ev, &ts)) > 0) {
+		for (int k = 0; k < r; k++) {
+			long i = (struct iocb *)ev[k].obj - io;
+			if (i < 0 || i >= n || (seen & (1 << i))) {
+				ok = 0;
+				continue;
+			}
+			seen |= 1 << i;
+			if ((long)ev[k].res != want[i]) {
+				printf("  %s: iocb %ld res %ld, want %ld\n", what, i, (long)ev[k].res, want[i]);
+				ok = 0;
+			}
+		}
+		got += r;
+	}
+	CHECK_EQ_MSG(got, n, what);
+	CHECKF(ok && seen == (1 << n) - 1, "%s", what);
+}
+
 /* A run of PI iocbs is validated as a whole (one kernel-checked copy per
  * kind of caller memory); an iocb failing a check ends the run before it:
  * io_submit returns the count before it, nothing after it is touched, and
  * alone it gets its own error.  Every kind of check, failing in the middle
- * of a run, with the run's iocbs, iovecs and buffers on different pages. */
+ * of a run, with the run's iocbs, iovecs and buffers on different pages;
+ * and bad data or PI buffers, which end nothing (the iocb fails in its
+ * event, as the kernel fails the same plain I/O). */
 static void test_run_cuts(io_context_t ctx, int fd)
 {
 	enum { PG = 4096 };
@@ -806,43 +861,52 @@ static void test_run_cuts(io_context_t ctx, int fd)
 	}
 	memset(good, 0x5A, 4096);
 
-	/* 1. A write's tuples unmapped, after two good reads; a good read after. */
+	/* 1. A write's tuples unmapped, after two good reads; a good read
+	 *    after: not a cut (the kernel fails a plain write from a bad
+	 *    buffer in its event): all four accepted, the write fails with
+	 *    -EFAULT and writes nothing, the reads complete (the last one's
+	 *    PI buffer gets its tuples). */
 	io_prep_preadvm(&io[0], fd, &v[0], 2, 0);
 	io_prep_preadvm(&io[1], fd, &v[2], 2, 4096);
 	io_prep_pwritevm(&io[2], fd, &v[4], 2, 8192);
 	v[5].iov_base = hole;
 	io_prep_preadvm(&io[3], fd, &v[6], 2, 0);
 	memset(pi + 3 * 64, 0xAB, 64);
-	CHECK_EQ_MSG(io_submit(ctx, 4, l), 2, "run cut at a write with unmapped tuples");
-	reap_run(ctx, io, 2, 4096, "run cut at tuples: the two reads complete");
-	CHECKF(pi[3 * 64] == 0xAB && pi[3 * 64 + 63] == 0xAB, "iocb after the cut: PI buffer untouched");
-	CHECK_EQ_MSG(io_submit(ctx, 2, l + 2), -EFAULT, "the cut iocb alone: -EFAULT");
+	uint8_t *before = xalloc(4096);
+	CHECK_EQ_MSG(pread(fd, before, 4096, 8192), 4096, "file before and after");
+	CHECK_EQ_MSG(io_submit(ctx, 4, l), 4, "a write with unmapped tuples in a run: all accepted");
+	reap_each(ctx, io, 4, (const long[]){ 4096, 4096, -EFAULT, 4096 }, "unmapped tuples in a run");
+	CHECKF(file_equals(fd, before, 4096, 8192), "the write with unmapped tuples wrote nothing");
+	CHECKF(pi[3 * 64] != 0xAB || pi[3 * 64 + 1] != 0xAB, "the read after it got its tuples");
 	v[5].iov_base = pi + 2 * 64;
 
-	/* 2. A read's PI buffer read-only in the middle: the reads before it
-	 *    are accepted, the one after is not touched. */
+	/* 2. A read's PI buffer read-only in the middle: all three accepted,
+	 *    that one fails with -EFAULT and reads nothing. */
 	io_prep_preadvm(&io[0], fd, &v[0], 2, 0);
 	io_prep_preadvm(&io[1], fd, &v[2], 2, 4096);
 	v[3].iov_base = ro;
 	io_prep_preadvm(&io[2], fd, &v[4], 2, 8192);
-	memset(pi + 2 * 64, 0xAB, 64);
-	CHECK_EQ_MSG(io_submit(ctx, 3, l), 1, "run cut at a read-only PI buffer");
-	reap_run(ctx, io, 1, 4096, "run cut at a read-only PI buffer: first read completes");
-	CHECKF(pi[2 * 64] == 0xAB, "iocb after the cut: PI buffer untouched (2)");
-	CHECK_EQ_MSG(io_submit(ctx, 2, l + 1), -EFAULT, "read-only PI alone: -EFAULT");
+	memset(data + 4096, 0xC3, 4096);
+	CHECK_EQ_MSG(io_submit(ctx, 3, l), 3, "a read with a read-only PI buffer in a run: all accepted");
+	reap_each(ctx, io, 3, (const long[]){ 4096, -EFAULT, 4096 }, "read-only PI buffer in a run");
+	CHECKF(data[4096] == 0xC3 && data[2 * 4096 - 1] == 0xC3, "the read with a read-only PI buffer read nothing");
 	v[3].iov_base = pi + 64;
 
-	/* 3. A write's data unmapped after a good write (sharing nothing). */
+	/* 3. A write's data unmapped after a good write (sharing nothing):
+	 *    both accepted, the good one lands, the bad one writes nothing. */
 	v[2] = (struct iovec){ good, 4096 };
 	expected_pi(T1_512, pi + 64, good, 4096, 2 * 4096);
 	io_prep_pwritevm(&io[0], fd, &v[2], 2, 2 * 4096);
-	io_prep_pwritevm(&io[1], fd, &v[4], 2, 8192);
+	io_prep_pwritevm(&io[1], fd, &v[4], 2, 3 * 4096);
 	v[4].iov_base = hole;
-	CHECK_EQ_MSG(io_submit(ctx, 2, l), 1, "run cut at a write with unmapped data");
-	reap_run(ctx, io, 1, 4096, "run cut at write data: the good write completes");
-	CHECKF(file_equals(fd, good, 4096, 2 * 4096), "the good write before the cut landed");
+	CHECK_EQ_MSG(pread(fd, before, 4096, 3 * 4096), 4096, "file before and after");
+	CHECK_EQ_MSG(io_submit(ctx, 2, l), 2, "a write with unmapped data after a good one: both accepted");
+	reap_each(ctx, io, 2, (const long[]){ 4096, -EFAULT }, "unmapped write data in a run");
+	CHECKF(file_equals(fd, good, 4096, 2 * 4096), "the good write landed");
+	CHECKF(file_equals(fd, before, 4096, 3 * 4096), "the write with unmapped data wrote nothing");
 	v[4].iov_base = data + 2 * 4096;
 	v[2] = (struct iovec){ data + 4096, 4096 };
+	free(before);
 
 	/* 4. An iovec array unmapped in the middle. */
 	io_prep_preadvm(&io[0], fd, &v[0], 2, 0);

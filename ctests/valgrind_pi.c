@@ -53,13 +53,16 @@ static int body(void)
 	io_prep_pwritevm(&io, plain, v, 2, 0);
 	io.aio_rw_flags = 0x40000000;
 	CHECK_RET(submit1(ctx, &io), -EOPNOTSUPP);
-	/* A PI buffer on an unmapped page: -EFAULT. */
+	/* A PI buffer on an unmapped page: accepted, -EFAULT in the event. */
 	uint8_t *gone = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	REQUIRE(gone != MAP_FAILED);
 	munmap(gone, 4096);
 	struct iovec bad[2] = { { back, LEN }, { gone, TUPLES } };
 	io_prep_preadvm(&io, fd, bad, 2, 0);
-	CHECK_RET(submit1(ctx, &io), -EFAULT);
+	CHECK_RET(submit1(ctx, &io), 1);
+	CHECK_RET(reap1(ctx, &ev), 1);
+	CHECK(ev.obj == &io);
+	CHECK_EQ((long)ev.res, -EFAULT);
 
 	/* Accepted: a good write, a read of it with its PI, a bad guard. */
 	io_prep_pwritevm(&io, fd, v, 2, LEN);

@@ -72,8 +72,8 @@ fn translate(ev: &mut io_event, rec: &Record, mem: &mut CallerMem) {
     ev.obj = rec.user_iocb;
     ev.data = rec.user_data;
     match &rec.kind {
-        Kind::Rejected => {
-            ev.res = (-(libc::EILSEQ as c_long)) as _;
+        Kind::Failed { errno, .. } => {
+            ev.res = (*errno as c_long) as _;
             ev.res2 = 0;
         }
         Kind::Write { .. } => {}
@@ -325,7 +325,15 @@ mod tests {
             0xD0,
             1024,
         );
-        let rejected = publish(Kind::Rejected, 0x2000, 0xD1, 0);
+        let rejected = publish(
+            Kind::Failed {
+                errno: -libc::EILSEQ,
+                read: false,
+            },
+            0x2000,
+            0xD1,
+            0,
+        );
         // Two events at offset 4 of an 8-aligned buffer.
         let mut raw = vec![0u64; 2 * core::mem::size_of::<io_event>() / 8 + 1];
         let base = raw.as_mut_ptr() as usize + 4;

@@ -78,6 +78,11 @@
 //!   writable again (its mapping table, or a load or store on each page:
 //!   `CallerMem::prove_readable`, `CallerMem::prove_writable_now`): the caller may have unmapped or
 //!   protected either meanwhile, which gives `-EFAULT`, not a crash.
+//! * where the kernel cannot show a write's data or tuples, or a read's PI
+//!   buffer, usable at submit, the iocb is accepted, transfers nothing
+//!   and completes with `-EFAULT` (`record::Kind::Failed`), as the kernel
+//!   fails the same plain I/O in its event; only a bad iocb or iovec
+//!   array is refused at `io_submit`, as the kernel refuses it.
 //!
 //! A run of PI iocbs is checked as a whole (each kind of check once for
 //! all of them) and its shadows go out in order, in groups split before

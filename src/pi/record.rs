@@ -219,8 +219,15 @@ pub(super) enum Kind {
         /// The caller's data iovecs (our copy; the shadow points at it).
         data: Vec<libc::iovec>,
     },
-    /// The PI did not verify: report `-EILSEQ`.
-    Rejected,
+    /// Nothing is transferred, and the event reports `errno` (negative):
+    /// `-EILSEQ` for a write whose PI does not verify; `-EFAULT` for
+    /// caller memory the kernel cannot show usable at submit (a write's
+    /// data or tuples, a read's PI buffer), which the kernel reports in
+    /// the event for the same plain I/O (a plain write from an unreadable
+    /// buffer is accepted and completes with `-EFAULT`), so the rest of
+    /// the batch goes in.  The shadow is the iocb's read or write (`read`)
+    /// of no iovec: see `submit::fill_shadow`.
+    Failed { errno: i32, read: bool },
 }
 
 /// One emulated iocb.
