@@ -90,8 +90,12 @@ int main(void)
 	dt = CTEST_FASTEST_NS(3, CHECK_RET(io_getevents(ctx, 0, 4, ev, &ms50), 0));
 	CHECK(dt < 40000000LL);
 	CHECK_RET(getevents01(ctx, 4, ev, &zero), 0);
-	CHECK_RET(getevents01(ctx, -1, ev, &zero), -EINVAL);
-	CHECK_RET(getevents01(ctx, 0, ev, &zero), -EINVAL); /* min_nr 1 > nr 0 */
+	/* Argument errors on an empty ring with a zero timeout: libaio's peek
+	 * answers 0 before looking at them; with a timeout, the kernel's. */
+	CHECK_RET(getevents01(ctx, -1, ev, &zero), 0);
+	CHECK_RET(getevents01(ctx, 0, ev, &zero), 0); /* min_nr 1 > nr 0 */
+	CHECK_RET(getevents01(ctx, -1, ev, &ms50), -EINVAL);
+	CHECK_RET(getevents01(ctx, 0, ev, &ms50), -EINVAL);
 	CHECK_RET(getevents01(NULL, 4, ev, &zero), -EINVAL);
 	/* A poll that completes: returned by the old entry point. */
 	io_prep_poll(&cb, p[1], POLLOUT);

@@ -1,5 +1,5 @@
-/* io_getevents: argument errors (the kernel's), timeouts, ordering, and the
- * zero-timeout peek on an empty ring. */
+/* io_getevents: argument errors (the kernel's, past libaio's peek),
+ * timeouts, ordering, and the zero-timeout peek on an empty ring. */
 #include "ctest.h"
 #include <libaio.h>
 
@@ -40,12 +40,14 @@ int main(void)
 	CHECK(ok);
 	CHECK(dt < 1000000000LL);
 
-	/* Argument errors: the kernel's answers, also on an empty ring with a
-	 * zero timeout (libaio answers 0 there; see tests/differential.rs). */
-	CHECK_RET(io_getevents(ctx, 2, 1, ev, &zero), -EINVAL);
+	/* Argument errors: the kernel's answers, except on an empty ring with
+	 * a zero timeout, where libaio's peek answers 0 before looking at them
+	 * (an independent tester's differential; the kernel's -EINVAL until
+	 * then). */
+	CHECK_RET(io_getevents(ctx, 2, 1, ev, &zero), 0);
 	CHECK_RET(io_getevents(ctx, 2, 1, ev, &ts), -EINVAL);
-	CHECK_RET(io_getevents(ctx, 0, -1, ev, &zero), -EINVAL);
-	CHECK_RET(io_getevents(ctx, -1, 1, ev, &zero), -EINVAL);
+	CHECK_RET(io_getevents(ctx, 0, -1, ev, &zero), 0);
+	CHECK_RET(io_getevents(ctx, -1, 1, ev, &zero), 0);
 	CHECK_RET(io_getevents(ctx, -1, -1, ev, &ts), -EINVAL);
 	CHECK_RET(io_getevents(NULL, 0, 1, ev, &zero), -EINVAL);
 	CHECK_RET(io_getevents((io_context_t)12345, 0, 1, ev, &zero), -EINVAL);

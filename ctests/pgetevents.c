@@ -79,8 +79,12 @@ int main(void)
 
 	/* Errors. */
 	CHECK_RET(io_pgetevents(ctx, 1, 2, ev, &ms20, (sigset_t *)KERNEL_PTR), -EFAULT);
-	CHECK_RET(io_pgetevents(ctx, 3, 2, ev, &zero, &open_mask), -EINVAL);
-	CHECK_RET(io_pgetevents(ctx, 0, -1, ev, &zero, NULL), -EINVAL);
+	/* Argument errors: libaio's peek answers 0 on an empty ring with a
+	 * zero timeout before looking at them; with a timeout, the kernel's. */
+	CHECK_RET(io_pgetevents(ctx, 3, 2, ev, &zero, &open_mask), 0);
+	CHECK_RET(io_pgetevents(ctx, 0, -1, ev, &zero, NULL), 0);
+	CHECK_RET(io_pgetevents(ctx, 3, 2, ev, &ms20, &open_mask), -EINVAL);
+	CHECK_RET(io_pgetevents(ctx, 0, -1, ev, &ms20, NULL), -EINVAL);
 	CHECK_RET(io_pgetevents(NULL, 0, 1, ev, &zero, NULL), -EINVAL);
 	CHECK_RET(io_pgetevents(ctx, 0, 2, ev, &zero, &open_mask), 0);
 

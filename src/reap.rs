@@ -20,7 +20,9 @@
 //!
 //! The kernel path is taken for: contexts not registered here (other
 //! libraries' contexts, contexts of the parent after `fork()`, the new
-//! address of a ring moved with `mremap`); a ring header that is not what it
+//! address of a ring moved with `mremap`; libaio's zero-timeout peek is
+//! made for them too, on memory the kernel shows readable first, see
+//! `foreign_ring_peek`); a ring header that is not what it
 //! was at `io_setup` (magic, `incompat_features`, `head`/`tail` in range);
 //! `min_nr < 0`, `min_nr > nr`, `nr <= 0`; `events` not a plausible user range
 //! for `nr` events, or not proven writable by the kernel, or overlapping the
@@ -63,11 +65,11 @@
 //!
 //! Every batch of events returned to a caller passes through [`delivered`].
 
-use crate::abi::{io_event, io_sigset, timespec};
+use crate::abi::{io_event, io_sigset, timespec, AioRingHeader, AIO_RING_MAGIC};
 use crate::context::{self, Context, KernelReaper, NotCounted, Reentrant, UncountedReaper};
 use crate::ring::Ring;
 use crate::{proven, sys};
-use core::ffi::c_long;
+use core::ffi::{c_long, c_void};
 use core::sync::atomic::{AtomicU8, Ordering};
 
 /// The kernel's sigset size for `io_pgetevents` (`_NSIG / 8`).
@@ -371,15 +373,15 @@ fn try_user_space(
     }
 }
 
-/// libaio's peek: zero timeout and an empty ring → 0, without a system call.
-/// The ring is looked at first, so a timeout is read only when the ring is
-/// empty (libaio reads it on every call), and only if it is known readable
-/// (see [`is_zero_timeout`]): the first peek with a new timeout pointer is a
-/// system call.
+/// libaio's peek: zero timeout and an empty ring → 0, without a system call
+/// (whatever the other arguments: libaio peeks first).  The ring is looked
+/// at first, so a timeout is read only when the ring is empty (libaio reads
+/// it on every call), and only if it is known readable (see
+/// [`is_zero_timeout`]) or the kernel shows it readable first: the first
+/// peek with a new timeout pointer costs one small system call, and the
+/// pointer is then remembered.
 fn empty_ring_peek(c: &Context, ctx: usize, timeout: *const timespec, memory: Memory) -> bool {
-    // Checked first too: no use taking the ring for a timeout we may not
-    // read.
-    if !timeout_known_readable(timeout, memory) {
+    if timeout.is_null() {
         return false;
     }
     let Ok(Some(reaper)) = c.try_user_reap(ctx) else {
@@ -390,7 +392,105 @@ fn empty_ring_peek(c: &Context, ctx: usize, timeout: *const timespec, memory: Me
     let ring = unsafe { Ring::at(addr, slots) };
     let empty = ring.ready() == Ok(0);
     drop(reaper);
-    empty && is_zero_timeout(timeout, memory)
+    // A timeout not proven yet is shown readable by the kernel first (one
+    // small system call, where the alternative is the reaping system call).
+    empty && timeout_is_zero(timeout, memory)
+}
+
+/// Whether every page of `[at, at + len)` (`len > 0`) is shown readable
+/// by the kernel now ([`sys::page_readable`], a small system call a page).
+fn kernel_shows_readable(at: usize, len: usize) -> bool {
+    sys::plausible_user_range(at, len)
+        && sys::page_readable(at) == Some(true)
+        && (at / PAGE == (at + len - 1) / PAGE || sys::page_readable(at + len - 1) == Some(true))
+}
+
+/// The page size these proofs assume: the smallest of any Linux target, so
+/// a proof never covers more than the kernel touched.
+const PAGE: usize = 4096;
+
+/// Whether `timeout` (not NULL) points at `{0, 0}`: read where known
+/// readable ([`is_zero_timeout`]), or after the kernel shows its pages
+/// readable (then remembered like a timeout the kernel read, see `proven`:
+/// the next call with it needs no proof).
+fn timeout_is_zero(timeout: *const timespec, memory: Memory) -> bool {
+    if timeout_known_readable(timeout, memory) {
+        return is_zero_timeout(timeout, memory);
+    }
+    if !kernel_shows_readable(timeout as usize, core::mem::size_of::<libc::timespec>()) {
+        return false;
+    }
+    proven::learn(core::ptr::null::<io_event>(), timeout, 0);
+    // SAFETY: its pages were just shown readable; the caller may not unmap
+    // memory it passes to this call meanwhile.  Unaligned: C does not
+    // promise alignment.
+    let t = unsafe { core::ptr::read_unaligned(timeout as *const libc::timespec) };
+    t.tv_sec == 0 && t.tv_nsec == 0
+}
+
+/// libaio's peek (`aio_ring_is_empty`) for a context that is not ours: a
+/// forked child's copy of its parent's ring, a ring from a raw
+/// `io_setup(2)`, a destroyed context's address, any value at all.  libaio
+/// reads the ring header at `ctx` and `*timeout` whatever they are, and
+/// returns 0 without a system call when the header has the ring's magic,
+/// `head == tail`, and the timeout is zero; it faults on memory that cannot
+/// be read.  We copy them with one kernel-checked copy (~1.2 us; a NULL
+/// timeout is never a peek and costs nothing), and where that fails or the
+/// peek says no, the kernel answers.  (An independent tester's
+/// differential: the parent's empty ring in a forked child, and ring-like
+/// bytes at an address that names no context, gave libaio's 0 and our
+/// -EINVAL.)
+fn foreign_ring_peek(ctx: usize, timeout: *const timespec, memory: Memory) -> bool {
+    const HEADER: usize = core::mem::offset_of!(AioRingHeader, magic) + 4;
+    const TS: usize = core::mem::size_of::<libc::timespec>();
+    if timeout.is_null() || !sys::plausible_user_range(ctx, HEADER) {
+        return false;
+    }
+    // One kernel-checked copy of the header (and of the timeout, unless it
+    // is ours), never a load of ours: the memory at `ctx` can be a ring
+    // that another thread's io_destroy unmaps right now (the kernel knows
+    // no context there any more, so neither do we: a probe, then a load,
+    // faulted in that window, `pi_lifecycle.c`'s destroyed handles).  No
+    // allocation and no thread-local either (this may be a raw-fork
+    // child's reap of its parent's ring in a `dlopen`ed library).
+    let mut header = [0u8; HEADER];
+    let mut t = [0u8; TS];
+    let ours = memory == Memory::Library;
+    let from = [
+        libc::iovec {
+            iov_base: ctx as *mut c_void,
+            iov_len: HEADER,
+        },
+        libc::iovec {
+            iov_base: timeout as *mut c_void,
+            iov_len: TS,
+        },
+    ];
+    let into = [
+        libc::iovec {
+            iov_base: header.as_mut_ptr().cast(),
+            iov_len: HEADER,
+        },
+        libc::iovec {
+            iov_base: t.as_mut_ptr().cast(),
+            iov_len: TS,
+        },
+    ];
+    let n = if ours { 1 } else { 2 };
+    if !sys::SelfMem::new().gather(&from[..n], &into[..n]) {
+        return false;
+    }
+    let word =
+        |f: usize| u32::from_ne_bytes([header[f], header[f + 1], header[f + 2], header[f + 3]]);
+    let zero = if ours {
+        is_zero_timeout(timeout, memory)
+    } else {
+        t == [0u8; TS]
+    };
+    word(core::mem::offset_of!(AioRingHeader, magic)) == AIO_RING_MAGIC
+        && word(core::mem::offset_of!(AioRingHeader, head))
+            == word(core::mem::offset_of!(AioRingHeader, tail))
+        && zero
 }
 
 /// The common body of `io_getevents` and `io_pgetevents`.
@@ -416,6 +516,10 @@ fn reap(
     // user-space reapers off the ring: see `kernel`); the probe is made
     // again only where it saw such a slot.
     let Some(c) = context::lookup_settled(ctx) else {
+        // libaio's peek, on memory the kernel shows readable first.
+        if foreign_ring_peek(ctx, timeout, memory) {
+            return 0;
+        }
         // Not ours (as a rule): the kernel answers, and user-space
         // reapers keep off every ring meanwhile, since a new context may
         // be registered at this address now (see `UncountedReaper`).
@@ -463,7 +567,13 @@ fn reap(
     // a buffer the kernel has not proven yet: the kernel answers (and
     // proves the buffer), except for libaio's zero-timeout peek.
     if room == 0 {
-        if args_ok && empty_ring_peek(c, ctx, timeout, memory) {
+        // libaio peeks before it looks at any other argument: an empty
+        // ring and a zero timeout are 0 even with `min_nr > nr`, `nr < 0`
+        // or a bad `events` (an independent tester's differential: -EINVAL
+        // from the kernel here, 0 from libaio), and `io_pgetevents` then
+        // installs no mask (a pending signal it would unblock stays
+        // pending).
+        if empty_ring_peek(c, ctx, timeout, memory) {
             return 0;
         }
         let (r, _counted) = kernel(c, call, ctx, min_nr, nr, events, timeout);
