@@ -390,7 +390,7 @@ fn empty_ring_peek(c: &Context, ctx: usize, timeout: *const timespec, memory: Me
     let (addr, slots) = reaper.ring();
     // SAFETY: as in `try_user_space`.
     let ring = unsafe { Ring::at(addr, slots) };
-    let empty = ring.ready() == Ok(0);
+    let empty = ring.empty_for_libaio();
     drop(reaper);
     // A timeout not proven yet is shown readable by the kernel first (one
     // small system call, where the alternative is the reaping system call).

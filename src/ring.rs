@@ -106,6 +106,23 @@ impl Ring {
         unsafe { self.base.add(size_of::<AioRingHeader>()) as *const io_event }
     }
 
+    /// libaio's test for an empty ring (`aio_ring_is_empty`): the magic,
+    /// and `head == tail`, whatever else the header says (a header we
+    /// would not reap from, say with `incompat_features` set, can still be
+    /// empty for libaio's peek: an independent tester's differential).
+    #[inline]
+    pub fn empty_for_libaio(&self) -> bool {
+        self.word(offset_of!(AioRingHeader, magic))
+            .load(Ordering::Relaxed)
+            == AIO_RING_MAGIC
+            && self
+                .word(offset_of!(AioRingHeader, head))
+                .load(Ordering::Relaxed)
+                == self
+                    .word(offset_of!(AioRingHeader, tail))
+                    .load(Ordering::Acquire)
+    }
+
     /// Number of events ready to be reaped.
     #[inline]
     pub fn ready(&self) -> Result<u32, NotUnderstood> {

@@ -426,6 +426,16 @@ static void peek_scenarios(void)
 	printf("  after unblocking, handler ran %d\n", (int)usr1_seen);
 	signal(SIGUSR1, SIG_DFL);
 	{
+		/* A ring header with incompat_features set (which libaio-rs
+		 * will not reap from in user space): libaio only looks at the
+		 * magic and head == tail. */
+		unsigned *hdr = (unsigned *)ctx, saved = hdr[6];
+		hdr[6] = 1;
+		R("io_getevents(empty, zero, incompat_features 1)", io_getevents(ctx, 0, 2, ev, &zero));
+		R("io_getevents(empty, zero, incompat_features 1, min 2 > nr 1)", io_getevents(ctx, 2, 1, ev, &zero));
+		hdr[6] = saved;
+	}
+	{
 		/* Ring-like bytes at an address that names no context. */
 		unsigned *fake = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 		if (fake == MAP_FAILED)
