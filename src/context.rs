@@ -47,7 +47,10 @@
 //!   program passes the old address again.  Between the `mremap` and that
 //!   `io_destroy`, passing the *old* address (which names no context any
 //!   more) would read unmapped memory, as libaio does; there is no way to
-//!   notice a move without a system call on every reap.
+//!   notice a move without a system call on every reap.  Memory mapped
+//!   there since is read only while its header still says the ring's `id`
+//!   and `nr` (`ring::Ring::registered`): other bytes get the kernel's
+//!   answer, an exact copy of the old header would not.
 
 use crate::abi::{AioRingHeader, AIO_RING_MAGIC};
 use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
@@ -250,6 +253,11 @@ impl UserReaper<'_> {
     /// The registered ring address and slot count.
     pub fn ring(&self) -> (usize, u32) {
         (self.addr, self.ctx.ring_nr.load(Ordering::Relaxed))
+    }
+
+    /// The ring's `id` as its header said at registration.
+    pub fn ring_id(&self) -> u32 {
+        self.ctx.ring_id.load(Ordering::Relaxed)
     }
 }
 

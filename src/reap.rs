@@ -340,7 +340,7 @@ fn try_user_space(
     // SAFETY: `reaper` proves the context is registered under `addr`, live
     // (io_destroy waits for us before unmapping the ring) and ours alone to
     // reap; its ring has `slots` slots (read at registration).
-    let ring = unsafe { Ring::at(addr, slots) };
+    let ring = unsafe { Ring::registered(addr, slots, reaper.ring_id()) };
     // A buffer proven for fewer events than the caller asks for, with more
     // than that ready: the kernel copies all it takes from one look at the
     // ring, or, where the buffer is shorter than `nr` says, answers
@@ -389,7 +389,7 @@ fn empty_ring_peek(c: &Context, ctx: usize, timeout: *const timespec, memory: Me
     };
     let (addr, slots) = reaper.ring();
     // SAFETY: as in `try_user_space`.
-    let ring = unsafe { Ring::at(addr, slots) };
+    let ring = unsafe { Ring::registered(addr, slots, reaper.ring_id()) };
     let empty = ring.empty_for_libaio();
     drop(reaper);
     // A timeout not proven yet is shown readable by the kernel first (one
@@ -583,6 +583,11 @@ fn reap(
     let (k, left, _taken) = match try_user_space(c, ctx, events, room, room < nr as usize) {
         Attempt::Took(k, left, counted) => (k, left, counted),
         Attempt::Kernel => {
+            // A ring we do not read from (its header changed) may still be
+            // empty to libaio's peek, which comes first there.
+            if empty_ring_peek(c, ctx, timeout, memory) {
+                return 0;
+            }
             let (r, _counted) = kernel(c, call, ctx, min_nr, nr, events, timeout);
             return finish(r, events);
         }

@@ -28,6 +28,9 @@ use core::sync::atomic::{AtomicU32, Ordering};
 pub struct Ring {
     base: *mut u8,
     nr: u32,
+    /// The ring's `id` as registered, if known: a header whose `id` or
+    /// `nr` differ is not that ring (see [`Ring::registered`]).
+    id: Option<u32>,
 }
 
 /// The ring's header is not what it was when the context was created (the
@@ -49,6 +52,26 @@ impl Ring {
         Ring {
             base: addr as *mut u8,
             nr,
+            id: None,
+        }
+    }
+
+    /// [`Ring::at`] for a registered ring whose header said `id` and `nr`
+    /// at `io_setup`: a header that no longer does is not read from (the
+    /// kernel answers).  The kernel never changes either; memory that now
+    /// holds other bytes at that address does, as where a program moved
+    /// the ring with `mremap` and mapped something ring-like at the old
+    /// address (an independent tester's differential fuzzer: events "taken"
+    /// from those bytes, where libaio's system call got -EINVAL).
+    ///
+    /// # Safety
+    /// As [`Ring::at`].
+    #[inline(always)]
+    pub unsafe fn registered(addr: usize, nr: u32, id: u32) -> Ring {
+        Ring {
+            base: addr as *mut u8,
+            nr,
+            id: Some(id),
         }
     }
 
@@ -68,6 +91,19 @@ impl Ring {
         if magic.load(Ordering::Relaxed) != AIO_RING_MAGIC || incompat.load(Ordering::Relaxed) != 0
         {
             return Err(NotUnderstood);
+        }
+        if let Some(id) = self.id {
+            if self
+                .word(offset_of!(AioRingHeader, id))
+                .load(Ordering::Relaxed)
+                != id
+                || self
+                    .word(offset_of!(AioRingHeader, nr))
+                    .load(Ordering::Relaxed)
+                    != self.nr
+            {
+                return Err(NotUnderstood);
+            }
         }
         // Our own (or the kernel's, ordered by the caller's reaper lock)
         // last store: no ordering needed beyond that.

@@ -403,7 +403,7 @@ static void on_usr1(int sig)
  * io_pgetevents installs no signal mask.  (Each case an independent
  * tester's differential found libaio-rs answering -EINVAL, from the
  * kernel.)  Called with the context's ring empty. */
-static void peek_scenarios(void)
+static void peek_scenarios(int fd)
 {
 	struct io_event ev[2];
 	sigset_t usr1, empty;
@@ -434,6 +434,45 @@ static void peek_scenarios(void)
 		R("io_getevents(empty, zero, incompat_features 1)", io_getevents(ctx, 0, 2, ev, &zero));
 		R("io_getevents(empty, zero, incompat_features 1, min 2 > nr 1)", io_getevents(ctx, 2, 1, ev, &zero));
 		hdr[6] = saved;
+	}
+	{
+		/* A ring moved with mremap, and ring-like bytes (another id)
+		 * mapped at its old address: the old address names no context
+		 * (the kernel's -EINVAL with a timeout; libaio's peek, 0, with
+		 * a zero one), and nothing is taken from those bytes (libaio-rs
+		 * once returned their "events"). */
+		io_context_t moved = 0;
+		unsigned *old, *hdr;
+		size_t len;
+		void *dst, *at;
+		char buf[4];
+		struct iocb *one = &cbs[0];
+		if (io_setup(1, &moved))
+			abort();
+		/* One event reaped into ev first: the kernel writes ev[0], so
+		 * libaio-rs may copy an event there in user space later. */
+		io_prep_pread(&cbs[0], fd, buf, 4, 0);
+		R("io_submit(1) before the move", io_submit(moved, 1, &one));
+		R("io_getevents(1) before the move", io_getevents(moved, 1, 1, ev, &five));
+		old = (unsigned *)moved;
+		len = (32 + (size_t)old[1] * 32 + 4095) & ~(size_t)4095;
+		dst = mmap(NULL, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (dst == MAP_FAILED)
+			abort();
+		at = mremap(old, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, dst);
+		if (at != dst)
+			abort();
+		hdr = mmap(old, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+		if ((void *)hdr != (void *)old)
+			abort();
+		memcpy(hdr, at, 32);
+		hdr[0] = 0xfffffff0; /* id */
+		hdr[3] = (hdr[2] + 1) % hdr[1]; /* one "event" */
+		R("io_getevents(old address of a moved ring, tiny)", io_getevents(moved, 0, 1, ev, &tiny));
+		hdr[3] = hdr[2];
+		R("io_queue_run(old address of a moved ring, empty)", io_queue_run(moved));
+		R("io_destroy(moved ring, new address)", io_destroy((io_context_t)at));
+		munmap(hdr, len);
 	}
 	{
 		/* Ring-like bytes at an address that names no context. */
@@ -621,7 +660,7 @@ int main(int argc, char **argv)
 	rw_scenarios(fd);
 	sync_poll_eventfd_scenarios(fd);
 	getevents_scenarios(fd);
-	peek_scenarios();
+	peek_scenarios(fd);
 	compat_scenarios();
 	R("io_destroy", io_destroy(ctx));
 	printf("done\n");
