@@ -21,7 +21,7 @@
 //! The kernel path is taken for: contexts not registered here (other
 //! libraries' contexts, contexts of the parent after `fork()`, the new
 //! address of a ring moved with `mremap`; libaio's zero-timeout peek is
-//! made for them too, on memory the kernel shows readable first, see
+//! made for them too, on a kernel-checked copy of the header, see
 //! `foreign_ring_peek`); a ring header that is not what it
 //! was at `io_setup` (magic, `incompat_features`, `head`/`tail` in range);
 //! `min_nr < 0`, `min_nr > nr`, `nr <= 0`; `events` not a plausible user range
@@ -516,7 +516,7 @@ fn reap(
     // user-space reapers off the ring: see `kernel`); the probe is made
     // again only where it saw such a slot.
     let Some(c) = context::lookup_settled(ctx) else {
-        // libaio's peek, on memory the kernel shows readable first.
+        // libaio's peek, on a kernel-checked copy of the header.
         if foreign_ring_peek(ctx, timeout, memory) {
             return 0;
         }
