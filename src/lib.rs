@@ -45,7 +45,7 @@ pub mod vma;
 /// The system allocator, with a small reserve for when it fails (see
 /// [`reserve`]).
 #[global_allocator]
-static ALLOCATOR: reserve::WithReserve = reserve::WithReserve;
+static ALLOCATOR: reserve::WithReserve = reserve::WithReserve::new();
 
 /// Run by the dynamic loader when the library is loaded: the one-time
 /// set-up that no `fork()` may catch half done (see

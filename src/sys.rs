@@ -738,6 +738,39 @@ impl SelfMem {
         }];
         self.transfer(true, &l, remote)
     }
+
+    /// Write zeros over all of the caller's `remote` (kernel-checked), up
+    /// to 256 KiB a system call from one static page of zeros: no block of
+    /// its size.  Whether all of it was written (a range that fails part
+    /// way keeps the zeros written before).
+    pub fn write_zeros(&self, remote: libc::iovec) -> bool {
+        static ZERO_PAGE: [u8; 4096] = [0; 4096];
+        const PAGES: usize = 64;
+        let page = libc::iovec {
+            iov_base: ZERO_PAGE.as_ptr() as *mut _,
+            iov_len: ZERO_PAGE.len(),
+        };
+        let mut local = [page; PAGES];
+        let (mut at, end) = (remote.iov_base as usize, remote.iov_len);
+        let mut done = 0;
+        while done < end {
+            let len = (end - done).min(PAGES * ZERO_PAGE.len());
+            let pages = len.div_ceil(ZERO_PAGE.len());
+            local[pages - 1].iov_len = len - (pages - 1) * ZERO_PAGE.len();
+            let piece = libc::iovec {
+                iov_base: at as *mut _,
+                iov_len: len,
+            };
+            let whole = self.transfer(true, &local[..pages], &[piece]) == 1;
+            local[pages - 1].iov_len = ZERO_PAGE.len();
+            if !whole {
+                return false;
+            }
+            at += len;
+            done += len;
+        }
+        true
+    }
 }
 
 impl Default for SelfMem {
@@ -982,6 +1015,38 @@ pub(crate) fn fenced_unmap(addr: usize, len: usize) {
 mod tests {
     use super::iov as r;
     use super::*;
+
+    /// `write_zeros` zeroes all of a range over several system calls (256
+    /// KiB each) and nothing past it; a range running into an unmapped
+    /// page is `false`, with the pieces before the failing one zeroed.
+    #[test]
+    fn write_zeros_zeroes_in_pieces_and_stops_at_a_hole() {
+        let _layout = layout_lock();
+        const PG: usize = 4096;
+        let len = 70 * PG;
+        let m = fenced_map(len, libc::PROT_READ | libc::PROT_WRITE);
+        // SAFETY: our own fresh mapping.
+        let bytes = unsafe { core::slice::from_raw_parts_mut(m as *mut u8, len) };
+        bytes.fill(0xEE);
+        let mem = SelfMem::new();
+        // 65 pages and 100 bytes from an unaligned start: two calls.
+        let (from, n) = (m + 10, 65 * PG + 100);
+        assert!(mem.write_zeros(r(from, n)));
+        assert!(bytes[10..10 + n].iter().all(|&b| b == 0));
+        assert!(bytes[..10]
+            .iter()
+            .chain(&bytes[10 + n..])
+            .all(|&b| b == 0xEE));
+        assert!(mem.write_zeros(r(m, 0)), "nothing to write");
+        // Into the fence after the mapping: the first piece (64 pages)
+        // is written, the second fails where the mapping ends (the kernel
+        // has written the bytes before).
+        bytes.fill(0xEE);
+        assert!(!mem.write_zeros(r(m + 2 * PG, len)));
+        assert!(bytes[..2 * PG].iter().all(|&b| b == 0xEE));
+        assert!(bytes[2 * PG..].iter().all(|&b| b == 0));
+        fenced_unmap(m, len);
+    }
 
     /// The kernel's `access_ok()` limit as asked: a range ending there
     /// passes the kernel's own import of a `preadv` iovec and one byte more

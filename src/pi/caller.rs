@@ -352,28 +352,45 @@ impl CallerMem {
         }) {
             return false;
         }
-        // Everything lands in one buffer of ours (the tuples first, then
-        // the probed bytes), so the kernel pins one range, not two; on the
-        // stack when it fits (hot and mapped).
+        // Where it fits on the stack (hot and mapped), everything lands in
+        // one buffer there (the tuples first, then the probed bytes), so
+        // the kernel pins one range, not two.  Else the tuples land in
+        // `dst` and the probed bytes (at most `VM_IOV_MAX`) on the stack:
+        // no block as large as the tuples, which could fail out of memory.
         let copied = if copy_src { dst.len() } else { 0 };
-        let total = copied + (from.len() - usize::from(copy_src));
+        let probed = from.len() - usize::from(copy_src);
+        let total = copied + probed;
         let mut on_stack = [0u8; LANDING_ON_STACK];
-        let mut on_heap = Vec::new();
-        let landing: &mut [u8] = if total <= LANDING_ON_STACK {
-            &mut on_stack[..total]
+        if total <= LANDING_ON_STACK {
+            let into = [libc::iovec {
+                iov_base: on_stack.as_mut_ptr().cast(),
+                iov_len: total,
+            }];
+            if !self.vm().gather(&from, &into) {
+                return false;
+            }
+            if copy_src {
+                dst.copy_from_slice(&on_stack[..copied]);
+            }
         } else {
-            on_heap.resize(total, 0);
-            &mut on_heap
-        };
-        let into = [libc::iovec {
-            iov_base: landing.as_mut_ptr().cast(),
-            iov_len: total,
-        }];
-        if !self.vm().gather(&from, &into) {
-            return false;
-        }
-        if copy_src {
-            dst.copy_from_slice(&landing[..copied]);
+            let mut probed_bytes = [0u8; sys::VM_IOV_MAX];
+            let tuples = libc::iovec {
+                iov_base: dst.as_mut_ptr().cast(),
+                iov_len: copied,
+            };
+            let bytes = libc::iovec {
+                iov_base: probed_bytes.as_mut_ptr().cast(),
+                iov_len: probed,
+            };
+            let both = [tuples, bytes];
+            let into = match (copy_src, probed > 0) {
+                (true, true) => &both[..],
+                (true, false) => &both[..1],
+                (false, _) => &both[1..],
+            };
+            if !self.vm().gather(&from, into) {
+                return false;
+            }
         }
         self.proven_write(src, probe, (!copy_src).then_some(dst));
         true
@@ -555,7 +572,6 @@ impl CallerMem {
     /// caller fills all of it later).  Returns how many ranges, from the
     /// first, are proven.
     pub fn prove_writable(&mut self, ranges: &[libc::iovec]) -> usize {
-        let mut zeros = Vec::new();
         ranges
             .iter()
             .take_while(|v| {
@@ -567,8 +583,7 @@ impl CallerMem {
                 {
                     return true;
                 }
-                zeros.resize(v.iov_len, 0);
-                self.write(&zeros, core::slice::from_ref(v)) == 1
+                self.vm().write_zeros(**v)
             })
             .count()
     }

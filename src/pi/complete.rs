@@ -33,37 +33,47 @@ fn complete_slow(events: *mut io_event, n: usize) {
     // the range is the caller's writable event array; read and written
     // unaligned (C does not promise `events` is aligned).
     let event = |i: usize| events.wrapping_add(i);
-    let mut mine: Vec<(usize, RecordPtr)> = Vec::new();
-    {
-        let mut map = live();
-        if map.is_empty() {
-            return;
-        }
-        for i in 0..n {
-            // SAFETY: event i < n of that array (above).
-            let ev = unsafe { core::ptr::read_unaligned(event(i)) };
-            if let Entry::Occupied(e) = map.entry(ev.obj as usize) {
-                // SAFETY: records in the map are owned by the map, whose
-                // lock we hold.
-                if shadow_tag(unsafe { (*e.get().0).seq }) == ev.data as usize {
-                    mine.push((i, e.remove()));
-                }
-            }
-        }
-    }
-    // The PI computation runs outside the lock: the records are ours now.
-    // One set of proofs for all of them: the reads of a batch usually have
+    // The events are taken a batch at a time, into an array on the stack:
+    // no block whose size depends on how many were reaped (out of memory,
+    // the allocator's reserve must still serve these reaps).
+    const BATCH: usize = 64;
+    let mut mine: [(usize, *mut Record); BATCH] = [(0, core::ptr::null_mut()); BATCH];
+    let mut next = 0;
+    // One set of proofs for each batch: the reads of a batch usually have
     // their buffers in one mapping, which one query then proves.
     let mut mem = CallerMem::new();
-    for (i, p) in mine {
-        IN_FLIGHT.fetch_sub(1, Ordering::Relaxed);
-        // SAFETY: removed from the map by us: we own the record.
-        let rec = unsafe { Box::from_raw(p.0) };
-        // SAFETY: event i < n of the caller's array (above), unaligned.
-        let mut ev = unsafe { core::ptr::read_unaligned(event(i)) };
-        translate(&mut ev, &rec, &mut mem);
-        // SAFETY: as above.
-        unsafe { core::ptr::write_unaligned(event(i), ev) };
+    while next < n {
+        let mut taken = 0;
+        {
+            let mut map = live();
+            if map.is_empty() {
+                return;
+            }
+            while next < n && taken < BATCH {
+                // SAFETY: event `next` < n of that array (above).
+                let ev = unsafe { core::ptr::read_unaligned(event(next)) };
+                if let Entry::Occupied(e) = map.entry(ev.obj as usize) {
+                    // SAFETY: records in the map are owned by the map,
+                    // whose lock we hold.
+                    if shadow_tag(unsafe { (*e.get().0).seq }) == ev.data as usize {
+                        mine[taken] = (next, e.remove().0);
+                        taken += 1;
+                    }
+                }
+                next += 1;
+            }
+        }
+        // The PI computation runs outside the lock: the records are ours.
+        for &(i, p) in &mine[..taken] {
+            IN_FLIGHT.fetch_sub(1, Ordering::Relaxed);
+            // SAFETY: removed from the map by us: we own the record.
+            let rec = unsafe { Box::from_raw(p) };
+            // SAFETY: event i < n of the caller's array (above), unaligned.
+            let mut ev = unsafe { core::ptr::read_unaligned(event(i)) };
+            translate(&mut ev, &rec, &mut mem);
+            // SAFETY: as above.
+            unsafe { core::ptr::write_unaligned(event(i), ev) };
+        }
     }
 }
 
@@ -148,9 +158,64 @@ fn store_read_pi(
         let out = unsafe { core::slice::from_raw_parts_mut(pi_addr as *mut u8, pi_len) };
         return fill_read_pi(&read, readable, n, out, format, seed);
     }
-    let mut tuples = vec![0u8; pi_len];
-    let computed = fill_read_pi(&read, readable, n, &mut tuples, format, seed);
-    sys::SelfMem::new().write_ranges(&tuples, core::slice::from_ref(&range)) == 1 && computed
+    store_read_pi_by_copy(&read, readable, n, range, format, seed)
+}
+
+/// [`fill_read_pi`] into the caller's PI buffer `range` through
+/// kernel-checked copies (where its pages could not be proven writable),
+/// a piece at a time from the stack: no block as large as the tuples (32
+/// MiB for the largest read), which out of memory could not be had.
+/// `false` if a copy failed or the data is no longer readable.
+fn store_read_pi_by_copy(
+    read: &[libc::iovec],
+    readable: bool,
+    n: usize,
+    range: libc::iovec,
+    format: &Format,
+    seed: u64,
+) -> bool {
+    let vm = sys::SelfMem::new();
+    let ts = format.tuple_size();
+    let at = |first: usize, len: usize| libc::iovec {
+        iov_base: (range.iov_base as usize + first * ts) as *mut c_void,
+        iov_len: len,
+    };
+    if n == 0 || !readable {
+        return vm.write_zeros(range) && (n == 0 || readable);
+    }
+    let mut piece = [0u8; 4096];
+    let stored = with_read_segments(read, n, format, |segs| {
+        format.generate_segments_in_pieces(segs, seed, &mut piece, |first, tuples| {
+            vm.write_ranges(tuples, &[at(first, tuples.len())]) == 1
+        })
+    });
+    stored && vm.write_zeros(at(n, range.iov_len - n * ts))
+}
+
+/// `f` of the data `read` as slices, followed by the zeros that pad a last
+/// interval read only in part (see [`fill_read_pi`]), `n` intervals in all.
+fn with_read_segments<R>(
+    read: &[libc::iovec],
+    n: usize,
+    format: &Format,
+    f: impl FnOnce(&[&[u8]]) -> R,
+) -> R {
+    static ZEROS: [u8; MAX_INTERVAL] = [0; MAX_INTERVAL];
+    // Zeros after a last interval read only in part (less than one
+    // interval: `read` holds `res` bytes, at most the data's length).
+    let pad = (n * format.interval)
+        .saturating_sub(read.iter().map(|v| v.iov_len).sum::<usize>())
+        .min(ZEROS.len());
+    let mut segs: Vec<&[u8]> = Vec::with_capacity(read.len() + 1);
+    for v in read {
+        // SAFETY: the kernel has just read every page of these ranges
+        // (`store_read_pi`), and they are the caller's buffers of the I/O
+        // being reaped.  Only a thread of the caller unmapping them at
+        // this very moment, while reaping that I/O, could undo that.
+        segs.push(unsafe { core::slice::from_raw_parts(v.iov_base as *const u8, v.iov_len) });
+    }
+    segs.push(&ZEROS[..pad]);
+    f(&segs)
 }
 
 /// The first `len` bytes of the data buffers `data` (what the kernel
@@ -189,7 +254,6 @@ fn fill_read_pi(
     format: &Format,
     seed: u64,
 ) -> bool {
-    static ZEROS: [u8; MAX_INTERVAL] = [0; MAX_INTERVAL];
     let (tuples, rest) = out.split_at_mut(n * format.tuple_size());
     rest.fill(0);
     if n == 0 {
@@ -199,21 +263,9 @@ fn fill_read_pi(
         tuples.fill(0);
         return false;
     }
-    // Zeros after a last interval read only in part (less than one
-    // interval: `read` holds `res` bytes, at most the data's length).
-    let pad = (n * format.interval)
-        .saturating_sub(read.iter().map(|v| v.iov_len).sum::<usize>())
-        .min(ZEROS.len());
-    let mut segs: Vec<&[u8]> = Vec::with_capacity(read.len() + 1);
-    for v in read {
-        // SAFETY: the kernel has just read every page of these ranges
-        // (above), and they are the caller's buffers of the I/O being
-        // reaped.  Only a thread of the caller unmapping them at this
-        // very moment, while reaping that I/O, could undo that.
-        segs.push(unsafe { core::slice::from_raw_parts(v.iov_base as *const u8, v.iov_len) });
-    }
-    segs.push(&ZEROS[..pad]);
-    format.generate_segments(&segs, seed, tuples);
+    with_read_segments(read, n, format, |segs| {
+        format.generate_segments(segs, seed, tuples)
+    });
     true
 }
 
@@ -362,6 +414,57 @@ mod tests {
         let mut want = [0u8; 16];
         Format::DEFAULT.generate(&data, 7, &mut want);
         assert_eq!(pi, want);
+    }
+
+    /// The PI of a read stored through kernel-checked copies a piece at a
+    /// time (where the PI buffer could not be proven writable) is what
+    /// `fill_read_pi` computes in one buffer: tuples of many pieces (3,000
+    /// intervals: 24,000 bytes of tuples, six pieces), a last interval read
+    /// in part, zeros after the intervals read, and zeros for data no
+    /// longer readable.  A PI buffer running into an unmapped page is
+    /// `false`.
+    #[test]
+    fn read_pi_stored_in_pieces_is_the_pi_computed_whole() {
+        let _layout = sys::layout_lock();
+        const IV: usize = 512;
+        let f = Format::DEFAULT;
+        let ts = f.tuple_size();
+        // Data in three iovecs; its last interval read in part.
+        let data: Vec<u8> = (0..3000 * IV).map(|i| (i * 7 + i / 4099) as u8).collect();
+        let res = 3000 * IV - 100;
+        let cuts = [0, 1000 * IV + 8, 2000 * IV - 8, data.len()];
+        let iovs: Vec<libc::iovec> = cuts
+            .windows(2)
+            .map(|w| sys::iov(data.as_ptr() as usize + w[0], w[1] - w[0]))
+            .collect();
+        let read = data_read(&iovs, res);
+        let n = res.div_ceil(IV);
+        let pi_len = 3100 * ts;
+        for readable in [true, false] {
+            let mut want = vec![0xEEu8; pi_len];
+            assert_eq!(fill_read_pi(&read, readable, n, &mut want, &f, 9), readable);
+            let mut got = vec![0xEEu8; pi_len];
+            let range = sys::iov(got.as_mut_ptr() as usize, pi_len);
+            assert_eq!(
+                store_read_pi_by_copy(&read, readable, n, range, &f, 9),
+                readable
+            );
+            assert!(got == want, "readable {readable}");
+        }
+        // No interval read: all zeros, and true.
+        let mut got = vec![0xEEu8; pi_len];
+        let range = sys::iov(got.as_mut_ptr() as usize, pi_len);
+        assert!(store_read_pi_by_copy(&read, true, 0, range, &f, 9));
+        assert!(got.iter().all(|&b| b == 0));
+        // A PI buffer whose last page is gone.
+        const PG: usize = 4096;
+        let m = sys::anon_map(8 * PG, libc::PROT_READ | libc::PROT_WRITE);
+        // SAFETY: the last page of our own mapping.
+        assert_eq!(unsafe { libc::munmap((m + 7 * PG) as *mut _, PG) }, 0);
+        let range = sys::iov(m + 7 * PG + 8 - pi_len, pi_len);
+        assert!(!store_read_pi_by_copy(&read, true, n, range, &f, 9));
+        // SAFETY: unmapping the rest of our own mapping.
+        unsafe { libc::munmap(m as *mut _, 7 * PG) };
     }
 
     /// The reads reaped in one call share their proofs: four reads with

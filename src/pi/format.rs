@@ -311,6 +311,36 @@ impl Format {
         let Ok(()) = done;
     }
 
+    /// [`generate_segments`](Self::generate_segments) a piece at a time:
+    /// the tuples go into `buf` (room for at least one), as many as fit,
+    /// and `emit(first, tuples)` gets each piece, `first` being the number
+    /// of its first tuple.  Stops when `emit` answers `false`, and answers
+    /// whether every piece was taken.  (For tuples that have nowhere to go
+    /// but a kernel-checked copy: no block as large as all of them.)
+    pub fn generate_segments_in_pieces(
+        &self,
+        segs: &[&[u8]],
+        seed: u64,
+        buf: &mut [u8],
+        mut emit: impl FnMut(usize, &[u8]) -> bool,
+    ) -> bool {
+        let ts = self.tuple_size();
+        let per_piece = buf.len() / ts;
+        assert!(per_piece > 0);
+        self.for_each_run(segs, |idx, run| {
+            for (k, piece) in run.chunks(per_piece * self.interval).enumerate() {
+                let first = idx + k * per_piece;
+                let tuples = &mut buf[..piece.len() / self.interval * ts];
+                self.generate(piece, seed.wrapping_add(first as u64), tuples);
+                if !emit(first, tuples) {
+                    return Err(());
+                }
+            }
+            Ok(())
+        })
+        .is_ok()
+    }
+
     /// Walk data scattered in `segs` (in order) as runs of whole
     /// intervals: `f(idx, run)` for each, `idx` being the number of the
     /// run's first interval counted from the first segment's start.  A run
@@ -666,6 +696,32 @@ mod tests {
                 }
             }
             assert_eq!(f.verify(&data, seed, &got), Ok(()));
+            // The same tuples a piece at a time, through pieces of 1 to 3
+            // tuples' room (a piece never splits a tuple), in order.
+            let room = (1 + rng.below(3) as usize) * ts + rng.below(ts as u64) as usize;
+            let mut buf = vec![0u8; room];
+            let mut pieces = vec![0xEEu8; n * ts];
+            let mut next = 0;
+            assert!(
+                f.generate_segments_in_pieces(&segs, seed, &mut buf, |first, t| {
+                    assert_eq!(first * ts, next, "round {round}: pieces in order");
+                    assert!(!t.is_empty() && t.len() <= room / ts * ts);
+                    pieces[next..next + t.len()].copy_from_slice(t);
+                    next += t.len();
+                    true
+                })
+            );
+            assert_eq!(next, n * ts);
+            assert_eq!(pieces, got, "round {round}: in pieces");
+            // Stopped by `emit`: no piece after it.
+            let mut calls = 0;
+            assert!(
+                !f.generate_segments_in_pieces(&segs, seed, &mut buf, |_, _| {
+                    calls += 1;
+                    false
+                })
+            );
+            assert_eq!(calls, 1);
         }
     }
 

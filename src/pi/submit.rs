@@ -826,7 +826,18 @@ fn submit_run(ctx: usize, mem: &mut CallerMem, checked: Checked) -> Result<Sent,
                 }
             }
         }
-        let kind = check_memory(mem, &k, &format);
+        // Out of memory for its tuples: refused with -EAGAIN, as the
+        // kernel refuses a request it cannot allocate, the iocbs before it
+        // accepted (the group built so far goes out first).
+        let Some(kind) = check_memory(mem, &k, &format) else {
+            if let Some(end) = flush(ctx, core::mem::take(&mut group), &mut count) {
+                return end;
+            }
+            return match count {
+                0 => Err(-libc::EAGAIN),
+                _ => Ok(Sent { count, stop: true }),
+            };
+        };
         group.push(Pending {
             rec: Box::new(Record {
                 shadow: iocb::zeroed(),
@@ -892,7 +903,11 @@ fn flush(ctx: usize, group: Vec<Pending>, count: &mut usize) -> Option<Result<Se
 /// `r1_wfault_batch.c`, such an iocb was refused at submit with -EFAULT,
 /// cutting the batch there, while a read into bad data completed with
 /// -EFAULT.)
-fn check_memory(mem: &mut CallerMem, k: &Candidate, format: &Format) -> Kind {
+///
+/// `None`: no memory for a write's copy of its tuples (its size comes
+/// from the iocb: 32 MiB for the largest write), the one block here that
+/// the allocator's reserve may not hold; the iocb is then refused.
+fn check_memory(mem: &mut CallerMem, k: &Candidate, format: &Format) -> Option<Kind> {
     let fault = Kind::Failed {
         errno: -libc::EFAULT,
         read: k.is_read,
@@ -907,19 +922,21 @@ fn check_memory(mem: &mut CallerMem, k: &Candidate, format: &Format) -> Kind {
     let data = &k.iovs[..k.iovcnt - 1];
     if k.is_read {
         if mem.prove_writable(core::slice::from_ref(&pi)) != 1 {
-            return fault;
+            return Some(fault);
         }
-        return Kind::Read {
+        return Some(Kind::Read {
             data: data.to_vec(),
             pi_addr: k.pi_addr,
             pi_len: k.need,
             format: *format,
             seed,
-        };
+        });
     }
-    let mut tuples = vec![0u8; k.need];
+    let mut tuples = Vec::new();
+    tuples.try_reserve_exact(k.need).ok()?;
+    tuples.resize(k.need, 0u8);
     if !mem.read_and_probe(&mut tuples, pi, data) {
-        return fault;
+        return Some(fault);
     }
     let segs: Vec<&[u8]> = data
         .iter()
@@ -933,7 +950,7 @@ fn check_memory(mem: &mut CallerMem, k: &Candidate, format: &Format) -> Kind {
             unsafe { core::slice::from_raw_parts(v.iov_base as *const u8, v.iov_len) }
         })
         .collect();
-    if format.verify_segments(&segs, seed, &tuples).is_ok() {
+    Some(if format.verify_segments(&segs, seed, &tuples).is_ok() {
         Kind::Write {
             data: data.to_vec(),
         }
@@ -942,7 +959,7 @@ fn check_memory(mem: &mut CallerMem, k: &Candidate, format: &Format) -> Kind {
             errno: -libc::EILSEQ,
             read: false,
         }
-    }
+    })
 }
 
 /// Fill a pending record's shadow iocb.  Returns the record, now a raw
