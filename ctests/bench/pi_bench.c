@@ -15,7 +15,9 @@
  * With "spinN" (e.g. spin6), B is the plain stream with the bench busy for
  * N us of CPU at those same two points, touching no memory: what each
  * microsecond of work between a completion and the next submission costs
- * the stream on this disk (the curve any PI CPU cost is judged against). */
+ * the stream on this disk (the curve any PI CPU cost is judged against).
+ * With PI_BENCH_ONE_BUF=1 in the environment, each slot writes from and
+ * reads into one buffer (as a simple program does), not two. */
 #include "pi_common.h"
 #include <sys/resource.h>
 #include <time.h>
@@ -201,8 +203,11 @@ int main(int argc, char **argv)
 	int iov_apart = apart_env && atoi(apart_env);
 	for (int i = 0; i < qd; i++) {
 		slots[i].rbuf = xalloc(BLK);
+		if (getenv("PI_BENCH_ONE_BUF") && atoi(getenv("PI_BENCH_ONE_BUF")))
+			slots[i].wbuf = slots[i].rbuf;
 		slots[i].rpi = xalloc(PIB);
-		slots[i].wbuf = xalloc(BLK);
+		if (!slots[i].wbuf)
+			slots[i].wbuf = xalloc(BLK);
 		slots[i].iov = iov_apart ? xalloc(4096) : slots[i].iov_in;
 		memcpy(slots[i].wbuf, wbuf, BLK);
 	}
