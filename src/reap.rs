@@ -766,9 +766,12 @@ mod tests {
         /// Events ready in the ring (read unlocked: tests own the context).
         fn ready(&self) -> u32 {
             let c = context::lookup(self.ctx).unwrap();
-            let (addr, nr) = c.user_reap_for_test(self.ctx).ring();
+            let reaper = c.user_reap_for_test(self.ctx);
+            let (addr, nr) = reaper.ring();
             // SAFETY: a live registered ring.
-            unsafe { Ring::at(addr, nr) }.ready().unwrap()
+            unsafe { Ring::registered(addr, nr, reaper.ring_id()) }
+                .ready()
+                .unwrap()
         }
 
         fn wait_ready(&self, n: u32) {

@@ -28,9 +28,9 @@ use core::sync::atomic::{AtomicU32, Ordering};
 pub struct Ring {
     base: *mut u8,
     nr: u32,
-    /// The ring's `id` as registered, if known: a header whose `id` or
-    /// `nr` differ is not that ring (see [`Ring::registered`]).
-    id: Option<u32>,
+    /// The ring's `id` as registered: a header whose `id` or `nr` differ
+    /// is not that ring (see [`Ring::registered`]).
+    id: u32,
 }
 
 /// The ring's header is not what it was when the context was created (the
@@ -40,7 +40,14 @@ pub struct Ring {
 pub struct NotUnderstood;
 
 impl Ring {
-    /// The ring at `addr` with `nr` slots.
+    /// The registered ring at `addr` with `nr` slots, whose header said
+    /// `id` and `nr` at `io_setup`: a header that no longer does is not
+    /// read from (the kernel answers).  The kernel never changes either;
+    /// memory that now holds other bytes at that address does, as where a
+    /// program moved the ring with `mremap` and mapped something ring-like
+    /// at the old address (an independent tester's differential fuzzer:
+    /// events "taken" from those bytes, where libaio's system call got
+    /// -EINVAL).
     ///
     /// # Safety
     /// `addr` must be the start of a mapping of at least
@@ -48,36 +55,17 @@ impl Ring {
     /// 4-byte aligned, that stays mapped while the `Ring` is used, and that
     /// nothing else but the kernel (and the caller) writes meanwhile.
     #[inline(always)]
-    pub unsafe fn at(addr: usize, nr: u32) -> Ring {
-        Ring {
-            base: addr as *mut u8,
-            nr,
-            id: None,
-        }
-    }
-
-    /// [`Ring::at`] for a registered ring whose header said `id` and `nr`
-    /// at `io_setup`: a header that no longer does is not read from (the
-    /// kernel answers).  The kernel never changes either; memory that now
-    /// holds other bytes at that address does, as where a program moved
-    /// the ring with `mremap` and mapped something ring-like at the old
-    /// address (an independent tester's differential fuzzer: events "taken"
-    /// from those bytes, where libaio's system call got -EINVAL).
-    ///
-    /// # Safety
-    /// As [`Ring::at`].
-    #[inline(always)]
     pub unsafe fn registered(addr: usize, nr: u32, id: u32) -> Ring {
         Ring {
             base: addr as *mut u8,
             nr,
-            id: Some(id),
+            id,
         }
     }
 
     #[inline(always)]
     fn word(&self, offset: usize) -> &AtomicU32 {
-        // SAFETY: by `Ring::at`'s contract the header is mapped; its fields
+        // SAFETY: by `Ring::registered`'s contract the header is mapped; its fields
         // are naturally aligned u32s that the kernel writes concurrently, so
         // we only access them as atomics.
         unsafe { &*(self.base.add(offset) as *const AtomicU32) }
@@ -92,18 +80,16 @@ impl Ring {
         {
             return Err(NotUnderstood);
         }
-        if let Some(id) = self.id {
-            if self
-                .word(offset_of!(AioRingHeader, id))
+        if self
+            .word(offset_of!(AioRingHeader, id))
+            .load(Ordering::Relaxed)
+            != self.id
+            || self
+                .word(offset_of!(AioRingHeader, nr))
                 .load(Ordering::Relaxed)
-                != id
-                || self
-                    .word(offset_of!(AioRingHeader, nr))
-                    .load(Ordering::Relaxed)
-                    != self.nr
-            {
-                return Err(NotUnderstood);
-            }
+                != self.nr
+        {
+            return Err(NotUnderstood);
         }
         // Our own (or the kernel's, ordered by the caller's reaper lock)
         // last store: no ordering needed beyond that.
@@ -137,7 +123,7 @@ impl Ring {
     /// checked at registration) inside the mapping.
     #[inline(always)]
     fn slots(&self) -> *const io_event {
-        // SAFETY: `Ring::at`'s contract: the mapping holds the header and
+        // SAFETY: `Ring::registered`'s contract: the mapping holds the header and
         // `nr` events after it.
         unsafe { self.base.add(size_of::<AioRingHeader>()) as *const io_event }
     }
@@ -241,8 +227,9 @@ mod tests {
             unsafe { &mut *(self.mem.as_mut_ptr() as *mut AioRingHeader) }
         }
         fn ring(&mut self) -> Ring {
-            // SAFETY: the Vec holds header + nr events and outlives the Ring.
-            unsafe { Ring::at(self.mem.as_mut_ptr() as usize, self.nr) }
+            // SAFETY: the Vec holds header + nr events and outlives the
+            // Ring.  Its header's `id` is 0 (zeroed), its `nr` set in `new`.
+            unsafe { Ring::registered(self.mem.as_mut_ptr() as usize, self.nr, 0) }
         }
         /// The kernel's aio_complete: event at tail, then tail + 1.
         fn complete(&mut self, tag: u64) {
