@@ -402,12 +402,9 @@ fn empty_ring_peek(c: &Context, ctx: usize, timeout: *const timespec, memory: Me
 fn kernel_shows_readable(at: usize, len: usize) -> bool {
     sys::plausible_user_range(at, len)
         && sys::page_readable(at) == Some(true)
-        && (at / PAGE == (at + len - 1) / PAGE || sys::page_readable(at + len - 1) == Some(true))
+        && (at / sys::PAGE == (at + len - 1) / sys::PAGE
+            || sys::page_readable(at + len - 1) == Some(true))
 }
-
-/// The page size these proofs assume: the smallest of any Linux target, so
-/// a proof never covers more than the kernel touched.
-const PAGE: usize = 4096;
 
 /// Whether `timeout` (not NULL) points at `{0, 0}`: read where known
 /// readable ([`is_zero_timeout`]), or after the kernel shows its pages

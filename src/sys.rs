@@ -263,9 +263,11 @@ pub fn copy_from_user(dst: &mut [u8], src: usize) -> c_long {
     copy_one(false, dst.as_mut_ptr(), src, dst.len())
 }
 
-/// Smallest page size of any Linux target: probing one byte every this many
-/// bytes touches every page at least once, whatever the real page size.
-const PROBE_STEP: usize = 4096;
+/// The page granularity assumed for proofs: the smallest page size of any
+/// Linux target, so a proof never covers more than the kernel touched, and
+/// probing one byte every this many bytes touches every page at least
+/// once, whatever the real page size.
+pub(crate) const PAGE: usize = 4096;
 
 /// Remote iovecs per `process_vm_readv` of [`probe_readable`] (`IOV_MAX`).
 const PROBE_BATCH: usize = 1024;
@@ -357,12 +359,12 @@ pub fn store_writable(v: &libc::iovec) -> bool {
 fn few_pages(v: &libc::iovec) -> Option<(usize, usize)> {
     let start = v.iov_base as usize;
     let end = start.checked_add(v.iov_len)?;
-    (end - (start & !(PROBE_STEP - 1)) <= STORE_MAX_PAGES * PROBE_STEP).then_some((start, end))
+    (end - (start & !(PAGE - 1)) <= STORE_MAX_PAGES * PAGE).then_some((start, end))
 }
 
 /// The start of each 4 KiB page `[start, end)` touches (`start < end`).
 fn pages_of(start: usize, end: usize) -> impl Iterator<Item = usize> {
-    ((start & !(PROBE_STEP - 1))..end).step_by(PROBE_STEP)
+    ((start & !(PAGE - 1))..end).step_by(PAGE)
 }
 
 /// `rt_sigprocmask(2)` with an invalid `how` (-1) and the new set at `at`:
@@ -408,7 +410,7 @@ fn loads_answer() -> bool {
     static ANSWER: AtomicU8 = AtomicU8::new(0);
     answers_once(&ANSWER, || {
         let word = 0u64;
-        load_8(usize::MAX & !(PROBE_STEP - 1)) == -(libc::EFAULT as c_long)
+        load_8(usize::MAX & !(PAGE - 1)) == -(libc::EFAULT as c_long)
             && load_8(core::ptr::addr_of!(word) as usize) == -(libc::EINVAL as c_long)
     })
 }
@@ -428,7 +430,7 @@ pub fn page_readable(at: usize) -> Option<bool> {
         return None;
     }
     // The page's last 8 bytes start here (no overflow at the top page).
-    let last = (at | (PROBE_STEP - 1)) - (SIGSET_BYTES - 1);
+    let last = (at | (PAGE - 1)) - (SIGSET_BYTES - 1);
     match load_8(at.min(last)) {
         e if e == -(libc::EINVAL as c_long) => Some(true),
         e if e == -(libc::EFAULT as c_long) => Some(false),
@@ -529,7 +531,7 @@ pub fn touch_writable(v: &libc::iovec) -> bool {
 }
 
 fn populate(v: &libc::iovec, advice: usize) -> bool {
-    let start = v.iov_base as usize & !(PROBE_STEP - 1);
+    let start = v.iov_base as usize & !(PAGE - 1);
     let Some(end) = (v.iov_base as usize).checked_add(v.iov_len) else {
         return false;
     };
@@ -612,7 +614,7 @@ fn probe_by_reading(ranges: &[libc::iovec]) -> c_long {
                 }
             }
             // The next page boundary (checked: `at` may be in the last page).
-            match (at & !(PROBE_STEP - 1)).checked_add(PROBE_STEP) {
+            match (at & !(PAGE - 1)).checked_add(PAGE) {
                 Some(next) => at = next,
                 None => break,
             }

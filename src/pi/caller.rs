@@ -22,9 +22,8 @@
 use crate::sys;
 use crate::vma::{self, Access, Vmas};
 
-/// The page granularity assumed for proofs: the smallest page size of any
-/// Linux target, so a proof never covers more than the kernel touched.
-pub(crate) const PAGE: usize = 4096;
+/// The page granularity assumed for proofs.
+pub(crate) use crate::sys::PAGE;
 
 /// Caller memory for the length of one library call (never stored).
 pub struct CallerMem {
