@@ -825,6 +825,13 @@ mod tests {
         SYSCALLS_FOR_TEST.with(|n| n.get())
     }
 
+    /// `f()`, and how many system calls this thread's reaps made in it.
+    fn counting<T>(f: impl FnOnce() -> T) -> (T, usize) {
+        let before = syscalls();
+        let r = f();
+        (r, syscalls() - before)
+    }
+
     /// Reap everything that is ready (with a valid zero timeout).
     fn drain(f: &Fixture) {
         let mut ev = [io_event::zeroed(); 8];
@@ -965,9 +972,7 @@ mod tests {
             // slot) without consuming it.
             f.submit(1, 3);
             f.wait_ready(3);
-            let before = syscalls();
-            let r = getevents(f.ctx, 1, 4, edge, ts);
-            let calls = syscalls() - before;
+            let (r, calls) = counting(|| getevents(f.ctx, 1, 4, edge, ts));
             // SAFETY: as above.
             let kept = f.check(unsafe { &*edge });
             let left = f.ready();
@@ -975,9 +980,7 @@ mod tests {
             drain(&f);
             f.submit(2, 1);
             f.wait_ready(1);
-            let before = syscalls();
-            let again = getevents(f.ctx, 1, 4, edge, ts);
-            let calls_again = syscalls() - before;
+            let (again, calls_again) = counting(|| getevents(f.ctx, 1, 4, edge, ts));
             // SAFETY: as above.
             let slot_again = f.check(unsafe { &*edge });
             (
@@ -1018,13 +1021,14 @@ mod tests {
                 f.submit(0, 1);
                 assert_eq!(getevents(f.ctx, 1, 8, evp, t), 1);
             }
-            let before = syscalls();
-            for round in 0..6 {
-                f.submit(0, 1);
-                f.wait_ready(1);
-                assert_eq!(getevents(f.ctx, 1, 8, evp, tsp[round % 3]), 1);
-            }
-            syscalls() - before
+            counting(|| {
+                for round in 0..6 {
+                    f.submit(0, 1);
+                    f.wait_ready(1);
+                    assert_eq!(getevents(f.ctx, 1, 8, evp, tsp[round % 3]), 1);
+                }
+            })
+            .1
         });
         assert_eq!(made, 0);
     }
@@ -1044,17 +1048,14 @@ mod tests {
             f.wait_ready(5);
             // One taken in user space; the kernel copies the other four with
             // the library's zero timeout (one system call).
-            let before = syscalls();
-            let five = getevents(f.ctx, 1, 8, evp, core::ptr::null_mut());
-            let calls5 = syscalls() - before;
+            let (five, calls5) = counting(|| getevents(f.ctx, 1, 8, evp, core::ptr::null_mut()));
             // SAFETY: reading our own array.
             let slots: Vec<usize> = (0..5).map(|i| f.check(unsafe { &*evp.add(i) })).collect();
             let room5 = proven::events_room(evp, 8);
             f.submit(0, 5);
             f.wait_ready(5);
-            let before = syscalls();
-            let again = getevents(f.ctx, 5, 8, evp, core::ptr::null_mut());
-            let calls_again = syscalls() - before;
+            let (again, calls_again) =
+                counting(|| getevents(f.ctx, 5, 8, evp, core::ptr::null_mut()));
             (one, room1, five, calls5, slots, room5, again, calls_again)
         });
         assert_eq!(got, (1, 1, 5, 1, vec![0, 1, 2, 3, 4], 5, 5, 0));
