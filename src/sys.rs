@@ -746,29 +746,27 @@ impl SelfMem {
     /// its size.  Whether all of it was written (a range that fails part
     /// way keeps the zeros written before).
     pub fn write_zeros(&self, remote: libc::iovec) -> bool {
-        static ZERO_PAGE: [u8; 4096] = [0; 4096];
+        static ZERO_PAGE: [u8; PAGE] = [0; PAGE];
         const PAGES: usize = 64;
         let page = libc::iovec {
             iov_base: ZERO_PAGE.as_ptr() as *mut _,
-            iov_len: ZERO_PAGE.len(),
+            iov_len: PAGE,
         };
         let mut local = [page; PAGES];
-        let (mut at, end) = (remote.iov_base as usize, remote.iov_len);
         let mut done = 0;
-        while done < end {
-            let len = (end - done).min(PAGES * ZERO_PAGE.len());
-            let pages = len.div_ceil(ZERO_PAGE.len());
-            local[pages - 1].iov_len = len - (pages - 1) * ZERO_PAGE.len();
+        while done < remote.iov_len {
+            let len = (remote.iov_len - done).min(PAGES * PAGE);
+            let pages = len.div_ceil(PAGE);
+            local[pages - 1].iov_len = len - (pages - 1) * PAGE;
             let piece = libc::iovec {
-                iov_base: at as *mut _,
+                iov_base: (remote.iov_base as usize + done) as *mut _,
                 iov_len: len,
             };
             let whole = self.transfer(true, &local[..pages], &[piece]) == 1;
-            local[pages - 1].iov_len = ZERO_PAGE.len();
+            local[pages - 1].iov_len = PAGE;
             if !whole {
                 return false;
             }
-            at += len;
             done += len;
         }
         true
@@ -966,10 +964,10 @@ pub(crate) fn map_anon(len: usize, prot: i32, flags: i32) -> Option<usize> {
 pub(crate) fn wipe_on_fork_page() -> Option<usize> {
     /// `MADV_WIPEONFORK`.
     const MADV_WIPEONFORK: usize = 18;
-    let p = map_anon(4096, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE)?;
-    if raw6(libc::SYS_madvise, p, 4096, MADV_WIPEONFORK, 0, 0, 0) != 0 {
+    let p = map_anon(PAGE, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE)?;
+    if raw6(libc::SYS_madvise, p, PAGE, MADV_WIPEONFORK, 0, 0, 0) != 0 {
         // SAFETY: our own new mapping, never published.
-        unsafe { libc::munmap(p as *mut libc::c_void, 4096) };
+        unsafe { libc::munmap(p as *mut libc::c_void, PAGE) };
         return None;
     }
     Some(p)
