@@ -354,42 +354,28 @@ impl CallerMem {
         // Where it fits on the stack (hot and mapped), everything lands in
         // one buffer there (the tuples first, then the probed bytes), so
         // the kernel pins one range, not two.  Else the tuples land in
-        // `dst` and the probed bytes (at most `VM_IOV_MAX`) on the stack:
-        // no block as large as the tuples, which could fail out of memory.
+        // `dst` and the probed bytes (at most `VM_IOV_MAX`, which fit) on
+        // the stack: no block as large as the tuples, which could fail out
+        // of memory.  (An empty range is a valid iovec for the kernel.)
         let copied = if copy_src { dst.len() } else { 0 };
         let probed = from.len() - usize::from(copy_src);
         let total = copied + probed;
         let mut on_stack = [0u8; LANDING_ON_STACK];
-        if total <= LANDING_ON_STACK {
-            let into = [libc::iovec {
-                iov_base: on_stack.as_mut_ptr().cast(),
-                iov_len: total,
-            }];
-            if !self.vm().gather(&from, &into) {
-                return false;
-            }
-            if copy_src {
-                dst.copy_from_slice(&on_stack[..copied]);
-            }
+        let whole = total <= LANDING_ON_STACK;
+        let iov = |b: &mut [u8]| libc::iovec {
+            iov_base: b.as_mut_ptr().cast(),
+            iov_len: b.len(),
+        };
+        let into = if whole {
+            [iov(&mut on_stack[..total]), iov(&mut [])]
         } else {
-            let mut probed_bytes = [0u8; sys::VM_IOV_MAX];
-            let tuples = libc::iovec {
-                iov_base: dst.as_mut_ptr().cast(),
-                iov_len: copied,
-            };
-            let bytes = libc::iovec {
-                iov_base: probed_bytes.as_mut_ptr().cast(),
-                iov_len: probed,
-            };
-            let both = [tuples, bytes];
-            let into = match (copy_src, probed > 0) {
-                (true, true) => &both[..],
-                (true, false) => &both[..1],
-                (false, _) => &both[1..],
-            };
-            if !self.vm().gather(&from, into) {
-                return false;
-            }
+            [iov(&mut dst[..copied]), iov(&mut on_stack[..probed])]
+        };
+        if !self.vm().gather(&from, &into) {
+            return false;
+        }
+        if whole && copy_src {
+            dst.copy_from_slice(&on_stack[..copied]);
         }
         self.proven_write(src, probe, (!copy_src).then_some(dst));
         true
@@ -610,6 +596,8 @@ const LOAD_MAX_PAGES: usize = 20;
 /// Bytes of [`CallerMem::gather_and_probe`]'s landing buffer kept on the
 /// stack (a 64 KiB write's 1 KiB of tuples and 16 probed bytes fit).
 const LANDING_ON_STACK: usize = 2048;
+// The probed bytes alone (one a page, at most `VM_IOV_MAX`) always fit.
+const _: () = assert!(sys::VM_IOV_MAX <= LANDING_ON_STACK);
 
 /// Unproven ranges up to this many are proven one by one with
 /// `MADV_POPULATE_READ` before being copied directly; more take one
