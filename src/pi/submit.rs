@@ -833,10 +833,7 @@ fn submit_run(ctx: usize, mem: &mut CallerMem, checked: Checked) -> Result<Sent,
             if let Some(end) = flush(ctx, core::mem::take(&mut group), &mut count) {
                 return end;
             }
-            return match count {
-                0 => Err(-libc::EAGAIN),
-                _ => Ok(Sent { count, stop: true }),
-            };
+            return ended(count, -libc::EAGAIN);
         };
         group.push(Pending {
             rec: Box::new(Record {
@@ -878,11 +875,16 @@ fn flush(ctx: usize, group: Vec<Pending>, count: &mut usize) -> Option<Result<Se
                 stop: true,
             }))
         }
-        Err(e) if *count == 0 => Some(Err(e)),
-        Err(_) => Some(Ok(Sent {
-            count: *count,
-            stop: true,
-        })),
+        Err(e) => Some(ended(*count, e)),
+    }
+}
+
+/// A run ended by an iocb refused with `err` after `count` accepted: those
+/// are the answer, or `err` if there are none (the kernel's rule).
+fn ended(count: usize, err: i32) -> Result<Sent, i32> {
+    match count {
+        0 => Err(err),
+        _ => Ok(Sent { count, stop: true }),
     }
 }
 
