@@ -39,8 +39,8 @@ fn complete_slow(events: *mut io_event, n: usize) {
     const BATCH: usize = 64;
     let mut mine: [(usize, *mut Record); BATCH] = [(0, core::ptr::null_mut()); BATCH];
     let mut next = 0;
-    // One set of proofs for each batch: the reads of a batch usually have
-    // their buffers in one mapping, which one query then proves.
+    // One set of proofs for the whole reap: the reads reaped together
+    // usually have their buffers in one mapping, which one query proves.
     let mut mem = CallerMem::new();
     while next < n {
         let mut taken = 0;
