@@ -388,7 +388,7 @@ fn load_8(at: usize) -> c_long {
 /// yet, 1: yes, 2: no), and `false` under valgrind (which emulates these
 /// calls).  Relaxed: threads racing to ask get the same answer and store
 /// the same value.
-fn answers_once(cell: &AtomicU8, ask: fn() -> bool) -> bool {
+pub(crate) fn answers_once(cell: &AtomicU8, ask: fn() -> bool) -> bool {
     if crate::valgrind::running() {
         return false;
     }

@@ -51,8 +51,7 @@
 
 use crate::sys;
 use core::ffi::c_long;
-use core::sync::atomic::{AtomicI32, Ordering};
-use std::sync::OnceLock;
+use core::sync::atomic::{AtomicI32, AtomicU8, AtomicUsize, Ordering};
 
 /// `_IOWR('f', 17, struct procmap_query)` (104 bytes), `linux/fs.h`.
 const PROCMAP_QUERY: usize = 0xC068_6611;
@@ -199,8 +198,16 @@ fn span(v: &libc::iovec) -> Option<(usize, usize)> {
         .map(|end| (addr, end))
 }
 
-/// The page of [`state`], once made.
-static STATE_PAGE: OnceLock<Option<&'static AtomicI32>> = OnceLock::new();
+/// The page of [`state`]: 0 not made yet, [`NO_PAGE`] none to be had,
+/// otherwise its address.  Made without a lock: a `fork()` while another
+/// thread made it under a `OnceLock` left the child's first `io_setup`
+/// waiting for ever on the lock's "running" state (`fork_first_setup.c`, 1
+/// hang in 150 in a fresh-clone CI run).  Threads that race each map a
+/// page; one compare-and-swap publishes its page (`Release`, with the
+/// kernel's zero fill; readers `Acquire`), the others unmap theirs.
+static STATE_PAGE: AtomicUsize = AtomicUsize::new(0);
+/// [`STATE_PAGE`]: no page could be had (never a page's address).
+const NO_PAGE: usize = 1;
 
 /// The state of this process's descriptor, kept in a wipe-on-fork page
 /// (see the module documentation): 0 not opened in this process, -1
@@ -210,15 +217,24 @@ static STATE_PAGE: OnceLock<Option<&'static AtomicI32>> = OnceLock::new();
 /// -1, never back.  `None` where the page cannot be had (no wipe-on-fork:
 /// without it a child could use its parent's descriptor).
 fn state() -> Option<&'static AtomicI32> {
-    *STATE_PAGE.get_or_init(|| {
-        // A new wipe-on-fork page, never unmapped (so the reference below
-        // lives forever).
-        let p = sys::wipe_on_fork_page()?;
-        // SAFETY: the page is ours, readable, writable, zero-filled (a
-        // valid AtomicI32 0), aligned, and mapped for the life of the
-        // process; a forked child gets its own zeroed copy.
-        Some(unsafe { &*(p as *const AtomicI32) })
-    })
+    let mut page = STATE_PAGE.load(Ordering::Acquire);
+    if page == 0 {
+        let mine = sys::wipe_on_fork_page().unwrap_or(NO_PAGE);
+        page = match STATE_PAGE.compare_exchange(0, mine, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => mine,
+            Err(theirs) => {
+                if mine != NO_PAGE {
+                    // SAFETY: our own new page, never published.
+                    unsafe { libc::munmap(mine as *mut libc::c_void, sys::PAGE) };
+                }
+                theirs
+            }
+        };
+    }
+    // SAFETY: a published page is ours, readable, writable, zero-filled
+    // (a valid AtomicI32 0), aligned, and mapped for the life of the
+    // process (never unmapped); a forked child gets its own zeroed copy.
+    (page != NO_PAGE).then(|| unsafe { &*(page as *const AtomicI32) })
 }
 
 /// Map the state page now (at `io_setup`), not in the middle of the first
@@ -237,9 +253,11 @@ pub fn prime() {
 }
 
 /// Whether the environment allows these proofs at all (asked once).
+/// (Asked without a lock, like [`STATE_PAGE`] is made: `io_setup` asks it,
+/// and a fork must not catch a thread inside a lock the child needs.)
 fn allowed() -> bool {
-    static ALLOWED: OnceLock<bool> = OnceLock::new();
-    *ALLOWED.get_or_init(|| !crate::valgrind::running() && !protection_keys_possible())
+    static ALLOWED: AtomicU8 = AtomicU8::new(0);
+    sys::answers_once(&ALLOWED, || !protection_keys_possible())
 }
 
 /// Whether a protection key could forbid an access the mapping allows.
@@ -320,7 +338,10 @@ fn descriptor() -> Option<i32> {
 /// another thread may still read it while the process exits.  Run from
 /// `.fini_array` ([`crate::at_unload`]); makes nothing that does not exist.
 pub fn close_descriptor() {
-    if let Some(Some(st)) = STATE_PAGE.get() {
+    let page = STATE_PAGE.load(Ordering::Acquire);
+    if page != 0 && page != NO_PAGE {
+        // SAFETY: a published page (see `state`), never unmapped.
+        let st = unsafe { &*(page as *const AtomicI32) };
         let n = st.swap(-1, Ordering::Relaxed);
         if n > 0 {
             close(n - 1);
