@@ -231,10 +231,16 @@ fn state() -> Option<&'static AtomicI32> {
             }
         };
     }
+    published(page)
+}
+
+/// The state in the page [`STATE_PAGE`] held (`None` for 0 and
+/// [`NO_PAGE`]).
+fn published(page: usize) -> Option<&'static AtomicI32> {
     // SAFETY: a published page is ours, readable, writable, zero-filled
     // (a valid AtomicI32 0), aligned, and mapped for the life of the
     // process (never unmapped); a forked child gets its own zeroed copy.
-    (page != NO_PAGE).then(|| unsafe { &*(page as *const AtomicI32) })
+    (page != 0 && page != NO_PAGE).then(|| unsafe { &*(page as *const AtomicI32) })
 }
 
 /// Map the state page now (at `io_setup`), not in the middle of the first
@@ -338,10 +344,7 @@ fn descriptor() -> Option<i32> {
 /// another thread may still read it while the process exits.  Run from
 /// `.fini_array` ([`crate::at_unload`]); makes nothing that does not exist.
 pub fn close_descriptor() {
-    let page = STATE_PAGE.load(Ordering::Acquire);
-    if page != 0 && page != NO_PAGE {
-        // SAFETY: a published page (see `state`), never unmapped.
-        let st = unsafe { &*(page as *const AtomicI32) };
+    if let Some(st) = published(STATE_PAGE.load(Ordering::Acquire)) {
         let n = st.swap(-1, Ordering::Relaxed);
         if n > 0 {
             close(n - 1);
