@@ -171,10 +171,6 @@ impl WithReserve {
     pub const fn new() -> WithReserve {
         WithReserve { pool: &RESERVE }
     }
-
-    fn pool(&self) -> &'static Pool {
-        self.pool
-    }
 }
 
 impl Default for WithReserve {
@@ -195,7 +191,7 @@ unsafe impl GlobalAlloc for WithReserve {
         // SAFETY: forwarded contract (non-zero size).
         let p = unsafe { System.alloc(layout) };
         if p.is_null() {
-            self.pool().take(layout)
+            self.pool.take(layout)
         } else {
             p
         }
@@ -207,7 +203,7 @@ unsafe impl GlobalAlloc for WithReserve {
         if !p.is_null() {
             return p;
         }
-        let p = self.pool().take(layout);
+        let p = self.pool.take(layout);
         if !p.is_null() {
             // SAFETY: a reserve block of at least `layout.size()` bytes,
             // ours now.
@@ -217,8 +213,8 @@ unsafe impl GlobalAlloc for WithReserve {
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        match self.pool().block_of(ptr) {
-            Some(i) => self.pool().give_back(i, slots_for(layout.size())),
+        match self.pool.block_of(ptr) {
+            Some(i) => self.pool.give_back(i, slots_for(layout.size())),
             // SAFETY: not a reserve block, so the system allocator's, for
             // this layout (forwarded contract).
             None => unsafe { System.dealloc(ptr, layout) },
@@ -226,7 +222,7 @@ unsafe impl GlobalAlloc for WithReserve {
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        match self.pool().block_of(ptr) {
+        match self.pool.block_of(ptr) {
             None => {
                 // SAFETY: the system allocator's block (forwarded contract).
                 let p = unsafe { System.realloc(ptr, layout, new_size) };
@@ -241,7 +237,7 @@ unsafe impl GlobalAlloc for WithReserve {
                     // longer needs go back now (its `dealloc`, with the new
                     // size, gives back only `needs`).
                     if needs < had {
-                        self.pool().give_back(i + needs, had - needs);
+                        self.pool.give_back(i + needs, had - needs);
                     }
                     return ptr;
                 }
