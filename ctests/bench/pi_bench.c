@@ -201,13 +201,12 @@ int main(int argc, char **argv)
 	struct slot *slots = calloc(qd, sizeof *slots);
 	const char *apart_env = getenv("PI_BENCH_IOV_APART");
 	int iov_apart = apart_env && atoi(apart_env);
+	const char *one_buf_env = getenv("PI_BENCH_ONE_BUF");
+	int one_buf = one_buf_env && atoi(one_buf_env);
 	for (int i = 0; i < qd; i++) {
 		slots[i].rbuf = xalloc(BLK);
-		if (getenv("PI_BENCH_ONE_BUF") && atoi(getenv("PI_BENCH_ONE_BUF")))
-			slots[i].wbuf = slots[i].rbuf;
 		slots[i].rpi = xalloc(PIB);
-		if (!slots[i].wbuf)
-			slots[i].wbuf = xalloc(BLK);
+		slots[i].wbuf = one_buf ? slots[i].rbuf : xalloc(BLK);
 		slots[i].iov = iov_apart ? xalloc(4096) : slots[i].iov_in;
 		memcpy(slots[i].wbuf, wbuf, BLK);
 	}
