@@ -1,4 +1,4 @@
-#!/bin/sh
+#!/bin/bash
 # Side-by-side benchmark: libaio-rs (target/release/libaio.so) against the
 # system libaio, in one process (see ctests/bench/aio_bench.c).
 #

@@ -6,7 +6,29 @@ set -uo pipefail
 . "$(dirname "$0")/lib.sh"
 cd "$repo"
 
+# The helpers in lib.sh are bash (BASH_SOURCE, local, arrays): a script
+# that sources them under /bin/sh (dash on Debian) gets "Bad substitution"
+# and repo=/ (bench.sh did, until its shebang was fixed).  Every .ci script
+# that sources lib.sh must say bash, and every one must parse.
+ci_scripts_are_bash() {
+	local f bad=0
+	for f in .ci/*.sh .ci/run; do
+		if ! bash -n "$f"; then
+			echo "$f: does not parse"
+			bad=1
+		fi
+		if grep -q 'lib\.sh' "$f" && [ "$f" != .ci/lib.sh ] &&
+			[ "$(head -1 "$f")" != "#!/bin/bash" ]; then
+			echo "$f sources lib.sh but its first line is '$(head -1 "$f")', not #!/bin/bash"
+			bad=1
+		fi
+	done
+	[ "$bad" -eq 0 ] && echo "every .ci script parses; those sourcing lib.sh run under bash"
+	return "$bad"
+}
+
 stages=(
+	"ci_scripts_are_bash"
 	"cargo test --release"
 	"cargo test --lib"
 	".ci/check-elf.sh"
@@ -14,6 +36,7 @@ stages=(
 	".ci/harness.sh"
 	".ci/fio.sh"
 	".ci/programs.sh"
+	".ci/bench.sh --quick"
 )
 results=()
 failed=0
