@@ -22,8 +22,7 @@
 use crate::sys;
 use crate::vma::{self, Access, Vmas};
 
-/// The page granularity assumed for proofs.
-pub(crate) use crate::sys::PAGE;
+use crate::sys::PAGE;
 
 /// Caller memory for the length of one library call (never stored).
 pub struct CallerMem {

@@ -4,7 +4,7 @@
 
 use crate::abi::{io_iocb_cmd, iocb};
 use crate::context;
-use crate::pi::caller::{self, CallerMem};
+use crate::pi::caller::CallerMem;
 use crate::pi::format::Format;
 use crate::pi::format_of;
 use crate::pi::record::{self, live, shadow_tag, Kind, Record, RecordPtr, IN_FLIGHT, RECORD_SEQ};
@@ -174,7 +174,7 @@ pub fn submit_rest(ctx: usize, nr: c_long, iocbpp: *mut *mut iocb, first: c_long
 ///
 /// The kernel read slots `0..k` and the 64 bytes of each accepted iocb, so
 /// their pages were readable (protection is per page, see
-/// `caller::PAGE`), and the caller may not unmap memory it is passing to
+/// `sys::PAGE`), and the caller may not unmap memory it is passing to
 /// `io_submit` while the call runs.  Slot `k` is read only if it lies in
 /// the pages of slots `0..k`, and the refused iocb only if each of its pages
 /// is a page of one of the last accepted iocbs (the usual array of iocbs).
@@ -182,7 +182,7 @@ pub fn submit_rest(ctx: usize, nr: c_long, iocbpp: *mut *mut iocb, first: c_long
 fn refused_is_pi(slots: usize, k: usize) -> Option<bool> {
     const IOCB: usize = core::mem::size_of::<iocb>();
     const SLOT: usize = core::mem::size_of::<usize>();
-    const PAGE: usize = super::caller::PAGE;
+    const PAGE: usize = sys::PAGE;
     const NEIGHBOURS: usize = 64;
     let page = |a: usize| a & !(PAGE - 1);
     // The kernel read the bytes [slots, slot_k) (slots 0..k).  Slot k is
@@ -581,7 +581,7 @@ fn prepare_run(
         let straddles = |&(io, _): &(usize, core::ffi::c_uint)| {
             let v = key_range(io as *mut iocb);
             let a = v.iov_base as usize;
-            a / caller::PAGE != (a + v.iov_len - 1) / caller::PAGE
+            a / sys::PAGE != (a + v.iov_len - 1) / sys::PAGE
         };
         let whole = if keyed.iter().any(straddles) {
             write_keys(mem, &keyed)
@@ -1061,7 +1061,7 @@ mod tests {
     #[test]
     fn a_refused_iocb_is_read_only_from_pages_the_kernel_read() {
         let _layout = crate::sys::layout_lock();
-        use crate::pi::caller::PAGE;
+        use crate::sys::PAGE;
         const SLOT: usize = core::mem::size_of::<usize>();
         // Two pages: iocbs at the start of the first, the slot array
         // placed so that a slot can sit right after the page boundary.
