@@ -32,7 +32,7 @@
 //! `io_pgetevents` with a signal mask (below); another thread inside a
 //! reaping system call on the context (see `context::ReapState`: the kernel
 //! moves `head` under its own lock, which we cannot take); and when
-//! `LIBAIO_RS_NO_USER_REAP=1` is set (below).
+//! `LIBAIO_RS_NO_USER_REAP=1` is set or valgrind runs the program (below).
 //!
 //! Splitting: if `k < min_nr` events were taken in user space and the timeout
 //! is not zero, the system call asks for the rest
@@ -62,6 +62,7 @@
 //! `secure_getenv`, so ignored in setuid/setgid programs) turns the fast path
 //! off; libaio's zero-timeout empty-ring peek stays, as in libaio.  Use it to
 //! debug, or in programs that read the ring themselves from several threads.
+//! Under valgrind the fast path is off too (see `user_reap_enabled`).
 //!
 //! Every batch of events returned to a caller passes through [`delivered`].
 
@@ -97,11 +98,21 @@ extern "C" {
     fn secure_getenv(name: *const core::ffi::c_char) -> *mut core::ffi::c_char;
 }
 
-/// `LIBAIO_RS_NO_USER_REAP`: 0 = not read yet, 1 = fast path on, 2 = off.
+/// Whether the fast path is on: 0 = not decided yet, 1 = on, 2 = off
+/// (`LIBAIO_RS_NO_USER_REAP=1`, or running under valgrind).
 static USER_REAP: AtomicU8 = AtomicU8::new(0);
 
-/// Whether the user-space fast path is enabled (environment read once; a
-/// race between first callers just reads it twice).
+/// Whether the user-space fast path is enabled, decided once (a race
+/// between first callers just decides twice, the same way).
+///
+/// Off under valgrind: memcheck learns that a read's buffer now holds
+/// defined data from its model of the `io_getevents(2)` system call, which
+/// walks each returned event's iocb.  An event copied from the ring in
+/// user space never passes through that model, so the data of a read into
+/// fresh heap memory would stay "uninitialised" to memcheck and every use
+/// of it would be reported (`ctests/valgrind_reap.c`).  Making the system
+/// call there, as libaio always does, keeps memcheck's view exact; speed
+/// under valgrind does not matter.
 #[inline(always)]
 fn user_reap_enabled() -> bool {
     match USER_REAP.load(Ordering::Relaxed) {
@@ -112,7 +123,8 @@ fn user_reap_enabled() -> bool {
             // setuid/setgid programs, so they always get the fast path.
             let v = unsafe { secure_getenv(c"LIBAIO_RS_NO_USER_REAP".as_ptr()) };
             // SAFETY: non-NULL: a NUL-terminated string owned by the environment.
-            let off = !v.is_null() && unsafe { core::ffi::CStr::from_ptr(v) }.to_bytes() == b"1";
+            let off = (!v.is_null() && unsafe { core::ffi::CStr::from_ptr(v) }.to_bytes() == b"1")
+                || crate::valgrind::running();
             USER_REAP.store(if off { 2 } else { 1 }, Ordering::Relaxed);
             !off
         }
