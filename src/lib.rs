@@ -61,12 +61,11 @@ static AT_LOAD: extern "C" fn() = at_load;
 
 /// Run by the dynamic loader when the library is unloaded (`dlclose`) and
 /// at exit: give back what the library holds per load that the program
-/// would otherwise keep (the mapping-table descriptor, see
-/// [`vma::close_descriptor`], and the PI record map's idle node, see
-/// [`pi::at_unload`]).
+/// would otherwise keep: the mapping-table descriptor (see
+/// [`vma::close_descriptor`]).  The PI record map holds no memory while
+/// idle (see `pi::record::Live`'s drop).
 extern "C" fn at_unload() {
     vma::close_descriptor();
-    pi::at_unload();
 }
 
 /// The loader's list of functions to run at unload.

@@ -135,12 +135,6 @@ pub fn after_fork_in_child() {
     record::after_fork_in_child()
 }
 
-/// At unload: give back what the emulation keeps while idle (see
-/// `record::release_empty_map`).
-pub fn at_unload() {
-    record::release_empty_map()
-}
-
 /// The number to pass to [`context_destroyed`], read before the
 /// `io_destroy(2)` system call.
 #[inline]
