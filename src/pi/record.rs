@@ -11,9 +11,11 @@
 //!   In a child after `fork()` ([`after_fork_in_child`]) the lock may
 //!   have been held by a parent thread that does not exist there (and the
 //!   parent's records belong to contexts the child does not have): the
-//!   child writes a new, empty, unlocked map over it in place, leaking the
-//!   parent's nodes, and without allocating (a raw-fork child may have
-//!   inherited `malloc`'s lock held).  Done by the fork handler while the
+//!   child moves the parent's map aside (`PARENT_MAP`: kept, never freed)
+//!   and writes a new, empty, unlocked map in its place, without
+//!   allocating or freeing (a raw-fork child may have inherited `malloc`'s
+//!   lock held).  While no PI iocb is in flight the map holds no node at
+//!   all (`Live`'s drop).  Done by the fork handler while the
 //!   child has one thread, or by the one thread that wins the fork witness
 //!   (`context`), while any other thread of the child waits for it before
 //!   it can reach a record (every path to the map starts with a registry
