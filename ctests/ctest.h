@@ -196,23 +196,34 @@ static inline void ctest_watchdog_stop(void)
 }
 
 /* For a program that checks itself under valgrind: run this program
- * (`argv0`) again under `valgrind --quiet --error-exitcode=1` (plus `option`
- * if not NULL), report its exit status as one check and return
- * ctest_finish(); the program's main calls this when RUNNING_ON_VALGRIND is
- * 0, and does its checks when it is not.  Skips (77) when valgrind is not
- * installed. */
-static inline int ctest_rerun_under_valgrind(const char *argv0, const char *option)
+ * (`argv0`) again under `valgrind --quiet --error-exitcode=1` plus the
+ * valgrind options that follow (a NULL-terminated list, at most 8), report
+ * its exit status as one check and return ctest_finish(); the program's
+ * main calls this when RUNNING_ON_VALGRIND is 0, and does its checks when
+ * it is not.  Skips (77) when valgrind is not installed. */
+__attribute__((sentinel)) static inline int ctest_rerun_under_valgrind(const char *argv0, ...)
 {
+	enum { MAX_OPTIONS = 8 };
+	const char *args[3 + MAX_OPTIONS + 2] = { "valgrind", "--quiet", "--error-exitcode=1" };
+	int n = 3;
+	va_list ap;
+	va_start(ap, argv0);
+	for (const char *o; (o = va_arg(ap, const char *)) != NULL;) {
+		if (n == 3 + MAX_OPTIONS) {
+			printf("FAIL ctest_rerun_under_valgrind: more than %d options\n", MAX_OPTIONS);
+			exit(1);
+		}
+		args[n++] = o;
+	}
+	va_end(ap);
+	args[n++] = argv0;
+	args[n] = NULL;
 	if (system("valgrind --version >/dev/null 2>&1") != 0)
 		ctest_skip("valgrind not found");
 	fflush(stdout);
 	pid_t pid = fork();
 	if (pid == 0) {
-		if (option)
-			execlp("valgrind", "valgrind", "--quiet", "--error-exitcode=1", option, argv0,
-			       (char *)NULL);
-		else
-			execlp("valgrind", "valgrind", "--quiet", "--error-exitcode=1", argv0, (char *)NULL);
+		execvp("valgrind", (char *const *)args);
 		_exit(127);
 	}
 	int status = 0;

@@ -122,18 +122,6 @@ int main(int argc, char **argv)
 	/* Skips here, outside valgrind, if the file system has no O_DIRECT. */
 	close(pi_open_direct("valgrind_pi_fork.probe", 0));
 	unlink("valgrind_pi_fork.probe");
-	if (system("valgrind --version >/dev/null 2>&1") != 0)
-		ctest_skip("valgrind not found");
-	fflush(stdout);
-	pid_t pid = fork();
-	if (pid == 0) {
-		execlp("valgrind", "valgrind", "--quiet", "--error-exitcode=1", "--leak-check=full",
-		       "--errors-for-leak-kinds=definite,possible", argv[0], (char *)NULL);
-		_exit(127);
-	}
-	int status = 0;
-	waitpid(pid, &status, 0);
-	CHECKF(WIFEXITED(status) && WEXITSTATUS(status) == 0, "under valgrind: exit status %d",
-	       WIFEXITED(status) ? WEXITSTATUS(status) : -1);
-	return ctest_finish();
+	return ctest_rerun_under_valgrind(argv[0], "--leak-check=full", "--errors-for-leak-kinds=definite,possible",
+					  NULL);
 }

@@ -154,5 +154,5 @@ int main(int argc, char **argv)
 	(void)argc;
 	if (RUNNING_ON_VALGRIND)
 		return body();
-	return ctest_rerun_under_valgrind(argv[0], "--fair-sched=try");
+	return ctest_rerun_under_valgrind(argv[0], "--fair-sched=try", NULL);
 }
