@@ -281,7 +281,7 @@ fn protection_keys_possible() -> bool {
 }
 
 /// This process's `/proc/self/maps` descriptor, opened at the first call
-/// (see [`State`]), or `None`.
+/// (see [`state`]), or `None`.
 fn descriptor() -> Option<i32> {
     if !allowed() {
         return None;

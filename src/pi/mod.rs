@@ -116,7 +116,7 @@ pub fn complete(events: *mut io_event, n: i32) {
 }
 
 /// Whether any emulated PI iocb is in flight in this process (its record
-/// not yet taken by a reap): one relaxed load, what [`complete`] checks.
+/// not yet taken by a reap): one relaxed load, what [`complete()`] checks.
 #[inline(always)]
 pub fn in_flight() -> bool {
     record::IN_FLIGHT.load(Ordering::Relaxed) != 0

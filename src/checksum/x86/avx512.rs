@@ -164,7 +164,7 @@ fn narrow4(acc: [__m512i; 4], c: &FoldConsts) -> __m512i {
     }
 }
 
-/// [`reduce`](super::reduce) of the four 128-bit blocks of `x` at once
+/// [`reduce`] of the four 128-bit blocks of `x` at once
 /// (the same steps, each 128-bit lane on its own): the CRC registers of
 /// the four accumulators [`narrow4`] brought down.
 #[inline]
