@@ -14,7 +14,10 @@
  * Cases, each a child that exits at once with valgrind's verdict as its
  * status: a child after a reaped PI write; a grandchild (a child of that
  * child, after PI I/O in the child); a child forked with a PI read in
- * flight in the parent.
+ * flight in the parent; and generations: that child puts a read of its own
+ * in flight and forks, and its child forks once more, each keeping every
+ * map it inherited (with one slot for a kept map, the grandchild lost its
+ * grandparent's: "definitely lost").
  *
  * Re-executes itself under valgrind; skips (77) when valgrind is not
  * installed, or O_DIRECT is not supported.
@@ -105,6 +108,39 @@ static int body(void)
 	io_prep_preadvm(&io, fd, r, 2, 0);
 	CHECK_RET(submit1(ctx, &io), 1);
 	CHECKF(child_status() == 0, "a child forked with a PI read in flight loses nothing");
+
+	/* Generations: that child, with the parent's in-flight map kept, puts
+	 * a PI read of its own in flight and forks; then the grandchild forks
+	 * once more.  Each keeps every map it inherited. */
+	fflush(stdout);
+	pid = fork();
+	if (pid == 0) {
+		io_context_t c2 = 0;
+		struct iocb io2;
+		struct io_event ev2;
+		static uint8_t *back2, *backpi2;
+		back2 = xalloc(LEN);
+		backpi2 = xalloc(TUPLES);
+		struct iovec r2[2] = { { back2, LEN }, { backpi2, TUPLES } };
+		pi_setup(8, &c2);
+		io_prep_preadvm(&io2, fd, r2, 2, LEN);
+		int ok = submit1(c2, &io2) == 1;
+		/* The grandchild: two kept maps, and it forks again itself. */
+		fflush(stdout);
+		pid_t g = fork();
+		if (g == 0)
+			exit(child_status() == 0 ? 0 : 3);
+		int gst = 0;
+		ok &= g > 0 && waitpid(g, &gst, 0) == g && WIFEXITED(gst) && WEXITSTATUS(gst) == 0;
+		ok &= reap1(c2, &ev2) == 1 && ev2.obj == &io2 && (long)ev2.res == LEN;
+		io_destroy(c2);
+		exit(ok ? 0 : 2);
+	}
+	st = 0;
+	CHECK(pid > 0 && waitpid(pid, &st, 0) == pid);
+	CHECKF(WIFEXITED(st) && WEXITSTATUS(st) == 0,
+	       "descendants of a fork with PI reads in flight lose nothing (status %d)",
+	       WIFEXITED(st) ? WEXITSTATUS(st) : -1);
 	CHECK_RET(reap1(ctx, &ev), 1);
 	CHECK(ev.obj == &io && (long)ev.res == LEN);
 

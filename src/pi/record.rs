@@ -11,7 +11,7 @@
 //!   In a child after `fork()` ([`after_fork_in_child`]) the lock may
 //!   have been held by a parent thread that does not exist there (and the
 //!   parent's records belong to contexts the child does not have): the
-//!   child moves the parent's map aside (`PARENT_MAP`: kept, never freed)
+//!   child moves the parent's map aside (`PARENT_MAPS`: kept, never freed)
 //!   and writes a new, empty, unlocked map in its place, without
 //!   allocating or freeing (a raw-fork child may have inherited `malloc`'s
 //!   lock held).  While no PI iocb is in flight the map holds no node at
@@ -142,33 +142,48 @@ pub(super) static IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
 /// Next record number (see the module documentation).
 pub(super) static RECORD_SEQ: AtomicU64 = AtomicU64::new(0);
 
+/// The record map's type.
+type Map = Mutex<BTreeMap<usize, RecordPtr>>;
+
 /// Live records by shadow-iocb address, in a cell so that a child after
 /// `fork()` can write a fresh map over it (see the module documentation).
-struct LiveMap(UnsafeCell<Mutex<BTreeMap<usize, RecordPtr>>>);
+struct LiveMap(UnsafeCell<Map>);
 // SAFETY: the map is only reached through its mutex, except by
 // `after_fork_in_child`, which runs while no other thread can reach it.
 unsafe impl Sync for LiveMap {}
 
 static LIVE: LiveMap = LiveMap(UnsafeCell::new(Mutex::new(BTreeMap::new())));
 
-/// In a child after `fork()`: the map as the parent left it, kept (never
-/// used, never dropped) so that its nodes and the records in them stay
-/// reachable.  Leak checkers (valgrind, LeakSanitizer) then count them as
-/// memory the library still holds, not as lost.  One slot: a child of this
-/// child overwrites it (the map kept here is then lost to the checkers).
-/// An idle map has no node at all (see `Live`'s drop), so this matters
-/// only for PI iocbs in flight at the `fork()`.
-struct ParentMap(UnsafeCell<core::mem::MaybeUninit<Mutex<BTreeMap<usize, RecordPtr>>>>);
+/// How many generations of inherited maps a process keeps (see
+/// [`PARENT_MAPS`]).
+const PARENT_SLOTS: usize = 8;
+
+/// In a child after `fork()`: the maps its ancestors left with PI iocbs in
+/// flight, kept (never used, never dropped) so that their nodes and the
+/// records in them stay reachable.  Leak checkers (valgrind,
+/// LeakSanitizer) then count them as memory the library still holds, not
+/// as lost.  A slot per generation, filled in order and inherited with the
+/// rest of memory, so a grandchild keeps its grandparent's map as well as
+/// its parent's; past [`PARENT_SLOTS`] generations that kept one, the last
+/// slot is reused (the map in it is then lost to the checkers).  An idle
+/// map has no node at all (see `Live`'s drop) and takes no slot.
+struct ParentMaps(UnsafeCell<[core::mem::MaybeUninit<Map>; PARENT_SLOTS]>);
 // SAFETY: written only by `after_fork_in_child` (no other thread can run
 // then) and never read.
-unsafe impl Sync for ParentMap {}
+unsafe impl Sync for ParentMaps {}
 
-static PARENT_MAP: ParentMap = ParentMap(UnsafeCell::new(core::mem::MaybeUninit::uninit()));
+static PARENT_MAPS: ParentMaps = ParentMaps(UnsafeCell::new(
+    [const { core::mem::MaybeUninit::uninit() }; PARENT_SLOTS],
+));
+/// How many slots of [`PARENT_MAPS`] hold a map (at most
+/// [`PARENT_SLOTS`]).  Only `after_fork_in_child` touches it, while the
+/// child has no other thread: `Relaxed`.
+static PARENT_MAPS_USED: AtomicUsize = AtomicUsize::new(0);
 
 /// In a child after `fork()` (called by the library's `pthread_atfork`
 /// child handler, or by the fork witness's winner in a child made without
 /// it): start with no records and a lock nobody holds.  The parent's
-/// records are left alone (kept in [`PARENT_MAP`], never freed): a thread
+/// records are left alone (kept in [`PARENT_MAPS`], never freed): a thread
 /// of the parent may have been changing the map.  No allocation nor free:
 /// `malloc`'s lock may be held by a parent thread too (after `_Fork()`,
 /// `syscall(SYS_fork)`).
@@ -177,15 +192,38 @@ pub(crate) fn after_fork_in_child() {
     // SAFETY: no other thread of this process can be using the map now,
     // nor a signal handler of this one (`interrupted_pi_code` keeps them
     // off while the fork work runs; module documentation).  The old map is
-    // moved bit for bit into `PARENT_MAP` (whose previous content, if any,
-    // is overwritten without being dropped), and the new one needs no
-    // allocation.
-    unsafe {
-        let parents = core::ptr::read(LIVE.0.get());
-        // Volatile: a static that is never read is one the optimiser may
-        // drop with every store to it (it did: the nodes were still lost).
-        core::ptr::write_volatile((*PARENT_MAP.0.get()).as_mut_ptr(), parents);
-        core::ptr::write(LIVE.0.get(), Mutex::new(BTreeMap::new()));
+    // moved bit for bit out of `LIVE`, and the new one needs no allocation.
+    let parents: Map = unsafe { core::ptr::read(LIVE.0.get()) };
+    // SAFETY: as above; `LIVE` now holds a map that was moved out, so it is
+    // overwritten without being dropped.
+    unsafe { core::ptr::write(LIVE.0.get(), Mutex::new(BTreeMap::new())) };
+    // Whether the parent's map may hold memory.  Its lock free means no
+    // parent thread was changing it, so it is whole, and an empty one has no
+    // node (`Live`'s drop frees the root at each unlock): nothing to keep.
+    // Held (by a parent thread that does not exist here), it may be half
+    // changed, and is kept whatever it says.  The lock taken here is on our
+    // own moved copy, and released at once (no waiter: no system call).
+    let idle = match parents.try_lock() {
+        Ok(map) => map.is_empty(),
+        Err(_) => false,
+    };
+    if idle {
+        // No node, so no memory: nothing to drop, and `forget` keeps even
+        // that from calling anything.
+        core::mem::forget(parents);
+    } else {
+        let used = PARENT_MAPS_USED.load(Ordering::Relaxed);
+        let slot = used.min(PARENT_SLOTS - 1);
+        // SAFETY: as above (only this function touches `PARENT_MAPS`);
+        // `slot` is in bounds.  A map already in the last slot is
+        // overwritten without being dropped (see `PARENT_MAPS`).  Volatile:
+        // a static that is never read is one the optimiser may drop with
+        // every store to it (it did: the nodes were still lost).
+        unsafe {
+            let slots = &mut *PARENT_MAPS.0.get();
+            core::ptr::write_volatile(slots[slot].as_mut_ptr(), parents);
+        }
+        PARENT_MAPS_USED.store((used + 1).min(PARENT_SLOTS), Ordering::Relaxed);
     }
     // Other threads of the parent were counted; they do not exist here.
     // (The forking thread itself never forks while holding the map.)
@@ -210,7 +248,7 @@ pub(super) fn live() -> Live {
 }
 
 /// The record map.
-fn live_map() -> &'static Mutex<BTreeMap<usize, RecordPtr>> {
+fn live_map() -> &'static Map {
     // SAFETY: shared access to the mutex; only `after_fork_in_child`
     // writes the cell, while nobody can be here (module documentation).
     unsafe { &*LIVE.0.get() }
