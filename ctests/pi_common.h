@@ -111,6 +111,15 @@ static inline int pi_open_direct(const char *name, int extra)
 	return fd;
 }
 
+/* Skip the program (77) unless files here can be opened with O_DIRECT:
+ * the probe file `name` is created and removed.  For programs that must
+ * decide before doing anything else (re-running under valgrind). */
+static inline void pi_skip_without_direct(const char *name)
+{
+	close(pi_open_direct(name, 0));
+	unlink(name);
+}
+
 /* A fresh O_DIRECT test file `name` holding `len` random bytes (seeded by
  * `seed`), also left in a new aligned buffer at *data; returns the fd
  * (skips or fails the program as pi_open_direct does). */
