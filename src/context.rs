@@ -110,7 +110,29 @@ pub struct Context {
     /// read at submit time; `Relaxed` is enough: it is a single word, and
     /// an iocb submitted concurrently with the change may use either value.
     pub pi_format: AtomicU32,
+
+    // ---- Reapers this library does not know (src/reap.rs) ----
+    /// `ring->head` as the last user-space reaper of this library left it,
+    /// or [`HEAD_UNKNOWN`] since a reaping system call of this library
+    /// began (the kernel moved `head` then) or the context was registered.
+    /// Written only by the thread holding USER (and by a kernel reaper
+    /// once counted): the `reap_state` word's Acquire/Release orders every
+    /// access, so `Relaxed` is enough.  In the same cache line as
+    /// `reap_state`, which every reap writes anyway.
+    user_head: AtomicU32,
+    /// A reaper this library does not know moved `head` (a raw
+    /// `io_getevents(2)`, or a program reading the ring itself): this
+    /// context is reaped only by the system call from now on, as libaio
+    /// does (see [`UserReaper::moved_by_another`]).  Set by the thread
+    /// holding USER, read by the next one once it holds USER (ordered as
+    /// `user_head`); cleared when the slot is registered again.
+    foreign_reaper: AtomicBool,
 }
+
+/// [`Context::user_head`] when no user-space reaper of this library has
+/// looked at `head` since the kernel last moved it for us.  A real `head`
+/// is below `nr`, at most `u32::MAX - 1`.
+const HEAD_UNKNOWN: u32 = u32::MAX;
 
 /// Number of `register` calls so far in this process.
 static REGISTRATIONS: AtomicU64 = AtomicU64::new(1);
@@ -259,6 +281,33 @@ impl UserReaper<'_> {
     pub fn ring_id(&self) -> u32 {
         self.ctx.ring_id.load(Ordering::Relaxed)
     }
+
+    /// Whether the ring's `head` (read now, `head`) is not where this
+    /// library's reapers left it: something else reaped this ring (a raw
+    /// `io_getevents(2)`, or the program moving `head` itself).  The
+    /// kernel's reap and ours do not exclude each other (it moves `head`
+    /// under its own lock, with no compare-and-swap), so from then on only
+    /// the system call reaps this context, as with libaio: the context is
+    /// marked, and this reaper should give the ring back and make the
+    /// call.  Best effort: a foreign reap that overlaps one of ours
+    /// exactly can copy the same events before either move of `head` is
+    /// seen (the README says so).  One load and compare per reap.
+    #[inline(always)]
+    pub fn moved_by_another(&self, head: u32) -> bool {
+        let left = self.ctx.user_head.load(Ordering::Relaxed);
+        if left != HEAD_UNKNOWN && left != head {
+            self.ctx.foreign_reaper.store(true, Ordering::Relaxed);
+            return true;
+        }
+        false
+    }
+
+    /// Record where this reaper left `head` (see
+    /// [`UserReaper::moved_by_another`]).
+    #[inline(always)]
+    pub fn leave_head(&self, head: u32) {
+        self.ctx.user_head.store(head, Ordering::Relaxed);
+    }
 }
 
 impl Drop for UserReaper<'_> {
@@ -354,6 +403,8 @@ impl Context {
             destroyed: AtomicBool::new(false),
             user_owner: AtomicUsize::new(0),
             pi_format: AtomicU32::new(0),
+            user_head: AtomicU32::new(HEAD_UNKNOWN),
+            foreign_reaper: AtomicBool::new(false),
         }
     }
 
@@ -473,7 +524,10 @@ impl Context {
         // `unregister`, leaving ours).  So the address checked here stays
         // right for the whole hold, and `ring()` returns it rather than the
         // key (which may read CLAIMED meanwhile).
-        Ok((self.names(ctx) && self.ring_nr.load(Ordering::Relaxed) != 0).then_some(guard))
+        Ok((self.names(ctx)
+            && self.ring_nr.load(Ordering::Relaxed) != 0
+            && !self.foreign_reaper.load(Ordering::Relaxed))
+        .then_some(guard))
     }
 
     /// Count this thread as inside a reaping system call on the context
@@ -528,6 +582,10 @@ impl Context {
                 drop(marked);
                 return Err(NotCounted::Stale);
             }
+            // The kernel is about to move `head` for us: where the last
+            // user-space reaper left it no longer tells (see
+            // `UserReaper::moved_by_another`).  Ordered by the count.
+            self.user_head.store(HEAD_UNKNOWN, Ordering::Relaxed);
             return Ok(marked);
         }
     }
@@ -896,6 +954,8 @@ pub fn register(ctx: usize) {
             );
             slot.generation.store(gen, Ordering::Relaxed);
             slot.pi_format.store(0, Ordering::Relaxed);
+            slot.user_head.store(HEAD_UNKNOWN, Ordering::Relaxed);
+            slot.foreign_reaper.store(false, Ordering::Relaxed);
             slot.destroyed.store(false, Ordering::Release);
             slot.key.store(ctx, Ordering::Release);
             return;

@@ -353,6 +353,11 @@ fn try_user_space(
     // (io_destroy waits for us before unmapping the ring) and ours alone to
     // reap; its ring has `slots` slots (read at registration).
     let ring = unsafe { Ring::registered(addr, slots, reaper.ring_id()) };
+    // Another reaper (a raw system call, the program itself) moved `head`
+    // since we last did: from now on the kernel reaps this context.
+    if reaper.moved_by_another(ring.head_now()) {
+        return Attempt::Kernel;
+    }
     // A buffer proven for fewer events than the caller asks for, with more
     // than that ready: the kernel copies all it takes from one look at the
     // ring, or, where the buffer is shorter than `nr` says, answers
@@ -372,7 +377,10 @@ fn try_user_space(
     // SAFETY: exclusive reaper (above); `events` is writable for `nr >=
     // max` events (this function's contract: the kernel wrote there, see
     // `proven`) and does not overlap the ring (checked above).
-    match unsafe { ring.take(events, max) } {
+    let took = unsafe { ring.take(events, max) };
+    // Where we leave `head` (moved only by us while we hold the ring).
+    reaper.leave_head(ring.head_now());
+    match took {
         // Events of PI iocbs among them are translated after the ring is
         // given back: stay counted until then (`io_destroy` waits).  A
         // PI event's record was counted in flight before its shadow was
@@ -860,6 +868,71 @@ mod tests {
     /// -EFAULT for.
     fn read_only_page() -> *mut io_event {
         page(libc::PROT_READ).cast()
+    }
+
+    /// A reaper the library does not know (here the raw system call, as
+    /// InnoDB makes it) moves `head` behind the library's back; user-space
+    /// reaping alongside it would copy events twice whenever the two
+    /// overlap (an independent audit: duplicates in 7 of 8 runs of two
+    /// threads mixing them).  Once seen, the context is reaped only by the
+    /// system call.  Fails without the check: the reap after the raw one
+    /// made no system call.
+    #[test]
+    fn a_reaper_the_library_does_not_know_turns_the_context_to_the_kernel() {
+        let mut zero = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        let z = &mut zero as *mut libc::timespec as *mut timespec;
+        let mut ev = [io_event::zeroed(); 4];
+        let evp = ev.as_mut_ptr();
+        // A fresh context each try (a retry after another test's
+        // io_destroy starts over).
+        // The fixture is returned, so that its io_destroy (which forgets
+        // every proof) comes after the check.
+        let (_f, control, raw, after, later) = proven::without_forgetting(|| {
+            let mut f = Fixture::new(8, 6);
+            // The kernel writes 4 events into `evp`: proven for 4.
+            f.submit(0, 4);
+            f.wait_ready(4);
+            assert_eq!(getevents(f.ctx, 4, 4, evp, z), 4);
+            f.submit(0, 2);
+            f.wait_ready(2);
+            let control = counting(|| getevents(f.ctx, 1, 4, evp, z));
+            f.submit(2, 3);
+            f.wait_ready(3);
+            // SAFETY: a raw io_getevents(2) on our own live context into
+            // our own array.
+            let raw = unsafe {
+                libc::syscall(
+                    libc::SYS_io_getevents,
+                    f.ctx,
+                    1 as c_long,
+                    1 as c_long,
+                    evp,
+                    core::ptr::null::<libc::timespec>(),
+                )
+            };
+            // SAFETY: the raw call wrote one event there.
+            let raw_slot = f.check(unsafe { &*evp });
+            let after = counting(|| getevents(f.ctx, 1, 4, evp, z));
+            // SAFETY: reading our own array.
+            let after_slots = unsafe { [f.check(&*evp), f.check(&*evp.add(1))] };
+            // (Not `wait_ready`: its peek is a user-space reaper, refused
+            // now.  A NULL timeout needs no proof; with the event ready a
+            // user-space reap would make no system call.)
+            f.submit(5, 1);
+            let later = counting(|| getevents(f.ctx, 1, 4, evp, core::ptr::null_mut()));
+            (f, control, (raw, raw_slot), (after, after_slots), later)
+        });
+        assert_eq!(control, (2, 0), "before: reaped in user space");
+        assert_eq!(raw, (1, 2), "the raw call took slot 2");
+        assert_eq!(
+            after,
+            ((2, 1), [3, 4]),
+            "head moved behind our back: the system call reaps"
+        );
+        assert_eq!(later, (1, 1), "and keeps reaping this context");
     }
 
     #[test]

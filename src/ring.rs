@@ -145,6 +145,15 @@ impl Ring {
                     .load(Ordering::Acquire)
     }
 
+    /// The `head` word as it is now, unchecked: for comparing with where
+    /// this library's last reaper left it (see
+    /// [`crate::context::UserReaper::moved_by_another`]).
+    #[inline(always)]
+    pub fn head_now(&self) -> u32 {
+        self.word(offset_of!(AioRingHeader, head))
+            .load(Ordering::Relaxed)
+    }
+
     /// Number of events ready to be reaped.
     #[inline]
     pub fn ready(&self) -> Result<u32, NotUnderstood> {
