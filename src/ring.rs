@@ -91,11 +91,7 @@ impl Ring {
         {
             return Err(NotUnderstood);
         }
-        // Our own (or the kernel's, ordered by the caller's reaper lock)
-        // last store: no ordering needed beyond that.
-        let head = self
-            .word(offset_of!(AioRingHeader, head))
-            .load(Ordering::Relaxed);
+        let head = self.head_now();
         let tail = self
             .word(offset_of!(AioRingHeader, tail))
             .load(Ordering::Acquire);
@@ -137,17 +133,19 @@ impl Ring {
         self.word(offset_of!(AioRingHeader, magic))
             .load(Ordering::Relaxed)
             == AIO_RING_MAGIC
-            && self
-                .word(offset_of!(AioRingHeader, head))
-                .load(Ordering::Relaxed)
+            && self.head_now()
                 == self
                     .word(offset_of!(AioRingHeader, tail))
                     .load(Ordering::Acquire)
     }
 
-    /// The `head` word as it is now, unchecked: for comparing with where
-    /// this library's last reaper left it (see
-    /// [`crate::context::UserReaper::moved_by_another`]).
+    /// The `head` word as it is now, unchecked ([`Ring::head_tail`] checks
+    /// it against `nr`; [`Ring::empty_for_libaio`] compares it with `tail`,
+    /// [`crate::context::UserReaper::moved_by_another`] with where this
+    /// library's last reaper left it).  `Relaxed`: the last
+    /// store to it was our own, or the kernel's, ordered by the caller's
+    /// reaper lock (a foreign reaper's store is only compared, never
+    /// trusted to publish anything).
     #[inline(always)]
     pub fn head_now(&self) -> u32 {
         self.word(offset_of!(AioRingHeader, head))
